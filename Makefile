@@ -1,0 +1,72 @@
+# One command each. Every target bootstraps the virtual environments it needs (pinned in requirements/).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SYNTH_PY := .venv-synth/bin/python
+SAM := .venv-sam/bin/sam
+BENCH_SEED ?= 42
+export BENCH_SEED
+export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL := 2
+export SAGEMAKER_TELEMETRY_OPT_OUT := true
+
+.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate bench bench-model clean
+
+$(VENV)/.stamp: requirements/dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -r requirements/dev.txt
+	touch $@
+
+.venv-synth/.stamp: requirements/synth.txt
+	$(PYTHON) -m venv .venv-synth
+	.venv-synth/bin/pip install -q -r requirements/synth.txt
+	touch $@
+
+.venv-sam/.stamp: requirements/sam.txt
+	$(PYTHON) -m venv .venv-sam
+	.venv-sam/bin/pip install -q -r requirements/sam.txt
+	touch $@
+
+bootstrap: $(VENV)/.stamp .venv-synth/.stamp .venv-sam/.stamp
+
+synth: .venv-synth/.stamp
+	$(SYNTH_PY) -m orchestrator.pipeline_builder --output layers/shared/orchestrator/pipeline_definition.json
+
+test: bootstrap
+	$(PY) -m pytest -q tests
+
+test-fast: $(VENV)/.stamp
+	$(PY) -m pytest -q -m "not slow" tests
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/cfn-lint template.yaml
+
+format: $(VENV)/.stamp
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+typecheck: $(VENV)/.stamp
+	$(VENV)/bin/mypy
+
+validate: .venv-sam/.stamp $(VENV)/.stamp
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint --region us-east-1
+
+build: .venv-sam/.stamp
+	$(SAM) build
+
+demo: bootstrap
+	$(PY) -m localcloud demo
+
+bench: bootstrap
+	$(PY) benchmarks/bench.py
+
+bench-model: $(VENV)/.stamp
+	$(PY) benchmarks/model_quality.py --seed $(BENCH_SEED)
+
+clean:
+	rm -rf .aws-sam .localcloud .pytest_cache .mypy_cache .ruff_cache
