@@ -17,26 +17,26 @@ from typing import Any
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
-import boto3  # noqa: E402
-from sagemaker.estimator import Estimator  # noqa: E402
-from sagemaker.model import Model  # noqa: E402
-from sagemaker.metadata_properties import MetadataProperties  # noqa: E402
-from sagemaker.model_metrics import MetricsSource, ModelMetrics  # noqa: E402
-from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor  # noqa: E402
-from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter  # noqa: E402
-from sagemaker.workflow.condition_step import ConditionStep  # noqa: E402
-from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo  # noqa: E402
-from sagemaker.workflow.execution_variables import ExecutionVariables  # noqa: E402
-from sagemaker.workflow.fail_step import FailStep  # noqa: E402
-from sagemaker.workflow.functions import Join, JsonGet  # noqa: E402
-from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString  # noqa: E402
-from sagemaker.workflow.pipeline import Pipeline  # noqa: E402
-from sagemaker.workflow.pipeline_context import PipelineSession  # noqa: E402
-from sagemaker.workflow.pipeline_experiment_config import PipelineExperimentConfig  # noqa: E402
-from sagemaker.workflow.properties import PropertyFile  # noqa: E402
-from sagemaker.workflow.model_step import ModelStep  # noqa: E402
-from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TuningStep  # noqa: E402
-from sagemaker.inputs import TrainingInput  # noqa: E402
+import boto3
+from sagemaker.estimator import Estimator
+from sagemaker.inputs import TrainingInput
+from sagemaker.metadata_properties import MetadataProperties
+from sagemaker.model import Model
+from sagemaker.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.tuner import ContinuousParameter, HyperparameterTuner, IntegerParameter
+from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo
+from sagemaker.workflow.execution_variables import ExecutionVariables
+from sagemaker.workflow.fail_step import FailStep
+from sagemaker.workflow.functions import Join, JsonGet
+from sagemaker.workflow.model_step import ModelStep
+from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.workflow.pipeline import Pipeline
+from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.workflow.pipeline_experiment_config import PipelineExperimentConfig
+from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TuningStep
 
 DEFAULT_OUTPUT = Path(__file__).with_name("pipeline_definition.json")
 
