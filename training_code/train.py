@@ -1,0 +1,226 @@
+"""Training job (TensorFlow container): fit a Keras regressor on the train channel with early stopping on the
+validation channel, print the tuner's metric lines, and save a SavedModel that TensorFlow Serving loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+LOGGER = logging.getLogger("train")
+
+
+@dataclass(frozen=True)
+class HyperParameters:
+    """The knobs a tuning job searches; defaults are what the model-quality benchmark measures."""
+
+    epochs: int = 400
+    batch_size: int = 32
+    learning_rate: float = 0.003
+    hidden_units: int = 64
+    layers: int = 2
+    dropout: float = 0.05
+    l2: float = 1e-4
+    patience: int = 40
+    seed: int = 42
+    ensemble: int = 4
+    target_column: str = "MEDV"
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    model: Any  # keras.Model; typed loosely so this module imports without TensorFlow for type checks
+    feature_columns: list[str]
+    history: dict[str, list[float]]
+    best_epoch: int
+    best_metrics: dict[str, float]
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, HyperParameters]:
+    parser = argparse.ArgumentParser(description=__doc__)
+    defaults = HyperParameters()
+    for name, value in asdict(defaults).items():
+        parser.add_argument(f"--{name}", type=type(value), default=value)
+    parser.add_argument("--train", default=os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+    parser.add_argument(
+        "--validation", default=os.environ.get("SM_CHANNEL_VALIDATION", "/opt/ml/input/data/validation")
+    )
+    parser.add_argument("--sm-model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    parser.add_argument(
+        "--output-data-dir", default=os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
+    )
+    # The TensorFlow toolkit appends `--model_dir s3://...` in script mode; the local SM_MODEL_DIR is what counts.
+    parser.add_argument("--model_dir", default=None, help=argparse.SUPPRESS)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        LOGGER.warning("ignoring unknown arguments: %s", " ".join(unknown))
+    hyper = HyperParameters(**{name: getattr(args, name) for name in asdict(defaults)})
+    return args, hyper
+
+
+def read_channel(channel_dir: Path) -> pd.DataFrame:
+    """Every CSV in a channel (one per preprocessing host), concatenated in file-name order."""
+    paths = sorted(p for p in channel_dir.rglob("*.csv") if p.is_file())
+    if not paths:
+        raise FileNotFoundError(f"no .csv file in channel {channel_dir}")
+    return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True)
+
+
+def split_features(frame: pd.DataFrame, target_column: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    if target_column not in frame.columns:
+        raise ValueError(f"target column '{target_column}' is not in the data ({', '.join(frame.columns)})")
+    feature_columns = [c for c in frame.columns if c != target_column]
+    features = frame[feature_columns].to_numpy(dtype="float32")
+    target = frame[target_column].to_numpy(dtype="float32").reshape(-1, 1)
+    return features, target, feature_columns
+
+
+def build_model(train_x: np.ndarray, train_y: np.ndarray, hyper: HyperParameters) -> Any:
+    """Raw feature rows in, predictions out: feature normalisation and target scaling live in the model,
+    fitted on the training rows, so serving needs no preprocessing. `ensemble` identical towers from different
+    initialisations are averaged, which steadies a small-data regressor more than any single tower."""
+    import keras
+
+    inputs = keras.Input(shape=(train_x.shape[1],), name="features", dtype="float32")
+    normaliser = keras.layers.Normalization(name="normalise")
+    normaliser.adapt(train_x)
+    normalised = normaliser(inputs)
+    regulariser = keras.regularizers.L2(hyper.l2) if hyper.l2 > 0 else None
+    towers = []
+    for member in range(max(1, hyper.ensemble)):
+        hidden = normalised
+        for layer in range(hyper.layers):
+            hidden = keras.layers.Dense(
+                hyper.hidden_units,
+                activation="relu",
+                kernel_regularizer=regulariser,
+                name=f"member{member}_dense{layer}",
+            )(hidden)
+            if hyper.dropout > 0:
+                hidden = keras.layers.Dropout(hyper.dropout, name=f"member{member}_dropout{layer}")(hidden)
+        towers.append(keras.layers.Dense(1, name=f"member{member}_out")(hidden))
+    scaled = towers[0] if len(towers) == 1 else keras.layers.Average(name="average")(towers)
+    # The last layer learns a unit-scale target; rescaling keeps Adam's step sizes sensible for any target range.
+    target_mean = float(np.mean(train_y))
+    target_sd = float(np.std(train_y)) or 1.0
+    outputs = keras.layers.Rescaling(target_sd, offset=target_mean, name="predictions")(scaled)
+    model = keras.Model(inputs, outputs, name="regressor")
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=hyper.learning_rate),
+        loss="mse",
+        metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
+    )
+    return model
+
+
+def metric_lines_callback() -> Any:
+    """A callback printing one `epoch=N loss=.. val_loss=.. val_rmse=..` line per epoch (the tuner's regexes)."""
+    import keras
+
+    class MetricLines(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            print_metrics(epoch + 1, logs or {})
+
+    return MetricLines()
+
+
+def print_metrics(epoch: int, logs: dict[str, float]) -> None:
+    print(
+        f"epoch={epoch} loss={logs['loss']:.6g} val_loss={logs['val_loss']:.6g} val_rmse={logs['val_rmse']:.6g}",
+        flush=True,
+    )
+
+
+def fit(
+    train: pd.DataFrame, validation: pd.DataFrame, hyper: HyperParameters, verbose_metrics: bool = True
+) -> TrainedModel:
+    """The whole training procedure: seeded, early-stopped on validation loss, best weights restored."""
+    import keras
+
+    keras.utils.set_random_seed(hyper.seed)
+    train_x, train_y, feature_columns = split_features(train, hyper.target_column)
+    val_x, val_y, val_columns = split_features(validation, hyper.target_column)
+    if val_columns != feature_columns:
+        raise ValueError(f"validation columns {val_columns} differ from training columns {feature_columns}")
+    if len(train_x) == 0 or len(val_x) == 0:
+        raise ValueError(f"need training and validation rows, got {len(train_x)} and {len(val_x)}")
+    model = build_model(train_x, train_y, hyper)
+    stopper = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=hyper.patience, restore_best_weights=True, start_from_epoch=0
+    )
+    callbacks: list[Any] = [stopper]
+    if verbose_metrics:
+        callbacks.append(metric_lines_callback())
+    result = model.fit(
+        train_x,
+        train_y,
+        validation_data=(val_x, val_y),
+        epochs=hyper.epochs,
+        batch_size=hyper.batch_size,
+        shuffle=True,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    history = {key: [float(v) for v in values] for key, values in result.history.items()}
+    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    train_eval = model.evaluate(train_x, train_y, verbose=0, return_dict=True)
+    val_eval = model.evaluate(val_x, val_y, verbose=0, return_dict=True)
+    best = {"loss": float(train_eval["loss"]), "val_loss": float(val_eval["loss"]), "val_rmse": float(val_eval["rmse"])}
+    return TrainedModel(model, feature_columns, history, best_epoch, best)
+
+
+def export_serving_model(model: Any, n_features: int, export_dir: Path) -> None:
+    """SavedModel with signature `serving_default`: `features` float32 [None, n] in, `predictions` [None, 1] out."""
+    import keras
+    import tensorflow as tf
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def serve(features: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"predictions": model(features, training=False)}
+
+    archive.add_endpoint(
+        name="serving_default",
+        fn=serve,
+        input_signature=[tf.TensorSpec(shape=(None, n_features), dtype=tf.float32, name="features")],
+    )
+    archive.write_out(str(export_dir), verbose=False)
+
+
+def save(trained: TrainedModel, model_dir: Path) -> None:
+    export_serving_model(trained.model, len(trained.feature_columns), model_dir / "model" / "1")
+    code_dir = model_dir / "code"
+    code_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(Path(__file__).with_name("inference.py"), code_dir / "inference.py")
+    history = {**trained.history, "best_epoch": trained.best_epoch}
+    (model_dir / "history.json").write_text(json.dumps(history))
+    (model_dir / "feature_columns.json").write_text(json.dumps(trained.feature_columns))
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args, hyper = parse_args(argv)
+    LOGGER.info("hyper-parameters: %s", json.dumps(asdict(hyper)))
+    train = read_channel(Path(args.train))
+    validation = read_channel(Path(args.validation))
+    trained = fit(train, validation, hyper)
+    # The tuner keeps the last value its regex matches: make that the restored (best) model's.
+    print_metrics(trained.best_epoch, trained.best_metrics)
+    save(trained, Path(args.sm_model_dir))
+    LOGGER.info("saved model to %s (best epoch %d)", args.sm_model_dir, trained.best_epoch)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
