@@ -47,7 +47,7 @@ TEMPLATE = textwrap.dedent(
                   source: [aws.codecommit]
                   detail-type: [CodeCommit Repository State Change]
                   resources:
-                    - !Sub "arn:${AWS::Partition}:codecommit:${AWS::Region}:${AWS::AccountId}:${RepositoryName}"
+                    - !Sub "arn:aws:codecommit:${AWS::Region}:${AWS::AccountId}:${RepositoryName}"
                   detail:
                     referenceName: [!Ref BranchName]
       FlakyFunction:
