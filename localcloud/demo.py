@@ -1,0 +1,185 @@
+"""`make demo`: push → pipeline run → approval → endpoint → predictions, on the local cloud, timed.
+
+The last line printed is one JSON object (commit, execution, package, test RMSE, endpoint, predictions
+beside the true values, the lineage chain, seconds per phase). The exit code is non-zero when a phase fails.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from localcloud.cloud import ROOT, LocalCloud
+
+
+class DemoFailure(RuntimeError):
+    """A phase of the demo did not reach the state it waits for."""
+
+
+class Timer:
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.perf_counter()
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        print(f"==> {name}", flush=True)
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.perf_counter() - started, 2)
+            print(f"    {name}: {self.seconds[name]:.1f} s", flush=True)
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 2)
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    cached = " (cache hit)" if step.get("CacheHitResult") else ""
+    reason = f" — {step['FailureReason']}" if step.get("FailureReason") else ""
+    print(f"    {step['StepName']:<28} {step['StepStatus']}{cached}{reason}", flush=True)
+
+
+def held_out_rows(
+    cloud: LocalCloud, execution_arn: str, target: str, count: int
+) -> tuple[list[str], list[float]]:
+    """Rows of the run's test split (never seen in training): feature CSV lines and their true targets."""
+    s3 = cloud.client("s3")
+    execution_id = execution_arn.rsplit("/", 1)[-1]
+    steps = cloud.client("sagemaker").list_pipeline_execution_steps(PipelineExecutionArn=execution_arn)
+    prefix = f"pipelines/{execution_id}/PreprocessData/test/"
+    for step in steps["PipelineExecutionSteps"]:
+        source = step.get("CacheHitResult", {}).get("SourcePipelineExecutionArn")
+        if step["StepName"] == "PreprocessData" and source:
+            prefix = f"pipelines/{source.rsplit('/', 1)[-1]}/PreprocessData/test/"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=cloud.bucket, Prefix=prefix).get("Contents", [])]
+    if not keys:
+        raise DemoFailure(f"no test split under s3://{cloud.bucket}/{prefix}")
+    body = s3.get_object(Bucket=cloud.bucket, Key=sorted(keys)[0])["Body"].read().decode()
+    reader = csv.DictReader(io.StringIO(body))
+    features = [c for c in reader.fieldnames or [] if c != target]
+    rows, truths = [], []
+    for record in list(reader)[:count]:
+        rows.append(",".join(record[c] for c in features))
+        truths.append(float(record[target]))
+    return rows, truths
+
+
+def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) -> dict[str, Any]:
+    timer = Timer()
+    summary: dict[str, Any] = {}
+    sagemaker = cloud.client("sagemaker")
+
+    with timer.phase("upload data"):
+        summary["input_data"] = cloud.upload_data(data)
+
+    with timer.phase("push training code"):
+        commit = cloud.push(training_code, "Train the Boston housing regressor")
+        summary["commit"] = commit
+        print(f"    pushed {commit[:12]} to {cloud.repository}@{cloud.branch}", flush=True)
+
+    with timer.phase("pipeline run"):
+        described = cloud.wait_for_execution(commit, on_step=_print_step)
+        summary["pipeline_execution_arn"] = described["PipelineExecutionArn"]
+        summary["execution_status"] = described["PipelineExecutionStatus"]
+        if described["PipelineExecutionStatus"] != "Succeeded":
+            raise DemoFailure(
+                f"pipeline {described['PipelineExecutionStatus']}: {described.get('FailureReason')}"
+            )
+
+    group = cloud.env["MODEL_PACKAGE_GROUP_NAME"]
+    packages = sagemaker.list_model_packages(
+        ModelPackageGroupName=group, SortBy="CreationTime", SortOrder="Descending"
+    )
+    if not packages["ModelPackageSummaryList"]:
+        raise DemoFailure(f"no model package registered in {group}")
+    package_arn = packages["ModelPackageSummaryList"][0]["ModelPackageArn"]
+    package = sagemaker.describe_model_package(ModelPackageName=package_arn)
+    summary["model_package_arn"] = package_arn
+    summary["test_rmse"] = _test_rmse(cloud, package)
+
+    endpoint = cloud.env["ENDPOINT_NAME"]
+    with timer.phase("approve and deploy"):
+        sagemaker.update_model_package(
+            ModelPackageArn=package_arn,
+            ModelApprovalStatus="Approved",
+            ApprovalDescription="Approved by the local demo",
+        )
+        cloud.wait_for_endpoint(endpoint)
+        summary["endpoint_name"] = endpoint
+
+    with timer.phase("predict"):
+        features, truths = held_out_rows(
+            cloud, summary["pipeline_execution_arn"], cloud.env["TARGET_COLUMN"], rows
+        )
+        response = cloud.client("sagemaker-runtime").invoke_endpoint(
+            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body="\n".join(features)
+        )
+        predictions = _predictions(json.loads(response["Body"].read()))
+        summary["predictions"] = [
+            {"predicted": round(p, 2), "actual": t} for p, t in zip(predictions, truths, strict=True)
+        ]
+        for pair in summary["predictions"]:
+            print(f"    predicted {pair['predicted']:6.2f}   actual {pair['actual']:6.2f}", flush=True)
+
+    with timer.phase("lineage"):
+        from orchestrator.lineage import what_serves
+
+        summary["lineage"] = what_serves(endpoint)
+
+    summary["seconds"] = timer.seconds | {"total": timer.total()}
+    return summary
+
+
+def _predictions(payload: Any) -> list[float]:
+    values = payload["predictions"] if isinstance(payload, dict) else payload
+    return [float(v[0] if isinstance(v, list) else v) for v in values]
+
+
+def _test_rmse(cloud: LocalCloud, package: dict[str, Any]) -> float:
+    uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    report = json.loads(cloud.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    return round(float(report["regression_metrics"]["rmse"]["value"]), 3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="localcloud demo", description=__doc__)
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "boston_housing.csv")
+    parser.add_argument("--training-code", type=Path, default=ROOT / "training_code")
+    parser.add_argument("--max-tuning-jobs", default="8")
+    parser.add_argument("--max-parallel-tuning-jobs", default="2")
+    parser.add_argument("--rows", type=int, default=5)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    parameters = {
+        "MaxTuningJobs": args.max_tuning_jobs,
+        "MaxParallelTuningJobs": args.max_parallel_tuning_jobs,
+    }
+    started = time.perf_counter()
+    summary: dict[str, Any] = {}
+    code = 0
+    try:
+        with LocalCloud(workdir=args.workdir, parameters=parameters) as cloud:
+            summary["seconds_start_local_cloud"] = round(time.perf_counter() - started, 2)
+            summary |= run_demo(cloud, args.data, args.training_code, rows=args.rows)
+    except Exception as error:  # the demo reports any failed phase in its JSON line and exit code
+        summary["error"] = f"{type(error).__name__}: {error}"
+        code = 1
+    summary["seconds_wall"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(summary, default=str), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
