@@ -126,7 +126,14 @@ def _create(rtype: str, name: str, props: dict[str, Any], session: boto3.Session
         s3 = session.client("s3")
         s3.create_bucket(Bucket=name)
         if "BucketEncryption" in props:
-            rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            # CloudFormation's property names differ from the S3 API's by one word.
+            rules = [
+                {
+                    "ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"],
+                    **({"BucketKeyEnabled": rule["BucketKeyEnabled"]} if "BucketKeyEnabled" in rule else {}),
+                }
+                for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+            ]
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "VersioningConfiguration" in props:
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration=props["VersioningConfiguration"])
