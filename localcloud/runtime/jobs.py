@@ -191,7 +191,7 @@ class JobRunner:
         env.update({k: inst.rewrite(v) for k, v in (request.get("Environment") or {}).items()})
         env["PROCESSING_JOB_NAME"] = job_name
         return ChildSpec(command=command, env=env, cwd=str(inst.root.parent.parent),
-                         log_path=str(inst.log_path))
+                         log_path=str(inst.log_path), container_root=str(inst.root))
 
     # -- training --------------------------------------------------------------------------------------
 
@@ -271,7 +271,8 @@ class JobRunner:
         env.update(_training_env(job_name, inst, hosts, channels, user_hps, user_args, str(program),
                                  str(submit_dir), code_dir))
         return ChildSpec(command=["python3", str(script), *user_args], env=env, cwd=str(code_dir),
-                         log_path=str(inst.log_path), python_path=[str(code_dir)])
+                         log_path=str(inst.log_path), python_path=[str(code_dir)],
+                         container_root=str(root))
 
     def _fetch_submit_directory(self, submit_dir: str, code_dir: Path) -> None:
         code_dir.mkdir(parents=True, exist_ok=True)

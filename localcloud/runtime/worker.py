@@ -7,10 +7,13 @@ side never see each other's state; the script itself runs through `runpy` as `__
 
 from __future__ import annotations
 
+import io
 import os
-import runpy
+import re
 import sys
+import tokenize
 import traceback
+import types
 from dataclasses import dataclass, field
 
 #: Modules the fork server imports once; every job forked from it finds them already in `sys.modules`.
@@ -37,6 +40,9 @@ class ChildSpec:
     cwd: str
     log_path: str
     python_path: list[str] = field(default_factory=list)
+    #: The job's stand-in for `/opt/ml`: string literals naming `/opt/ml/...` in the entry script are read
+    #: as paths below it, the way the container's filesystem would resolve them (see `container_view`).
+    container_root: str | None = None
 
 
 def is_python_command(command: list[str]) -> bool:
@@ -70,7 +76,7 @@ def run_child(spec: ChildSpec) -> None:
     script = spec.command[1]
     sys.argv = [script, *spec.command[2:]]
     sys.path[:0] = [os.path.dirname(os.path.abspath(script)), *spec.python_path]
-    code = _run_script(script)
+    code = _run_script(script, spec.container_root)
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip interpreter teardown (atexit hooks inherited from the fork server, TF thread joins): the
@@ -78,9 +84,17 @@ def run_child(spec: ChildSpec) -> None:
     os._exit(code)
 
 
-def _run_script(script: str) -> int:
+def _run_script(script: str, container_root: str | None) -> int:
     try:
-        runpy.run_path(script, run_name="__main__")
+        with open(script, "rb") as handle:
+            source = _read_source(handle)
+        if container_root:
+            source = container_view(source, container_root)
+        module = types.ModuleType("__main__")
+        module.__file__ = script
+        module.__builtins__ = __builtins__  # type: ignore[attr-defined]
+        sys.modules["__main__"] = module
+        exec(compile(source, script, "exec"), module.__dict__)  # noqa: S102 - this IS the job's script
     except SystemExit as exit_request:
         return _exit_status(exit_request.code)
     except BaseException:
@@ -96,3 +110,35 @@ def _exit_status(code: object) -> int:
         return code & 0xFF
     print(code, file=sys.stderr)
     return 1
+
+
+_CONTAINER_PATH = re.compile(r"/opt/ml(?=[/'\"])")
+
+
+def _read_source(handle: io.BufferedReader) -> str:
+    encoding, _ = tokenize.detect_encoding(handle.readline)
+    handle.seek(0)
+    return handle.read().decode(encoding)
+
+
+def container_view(source: str, container_root: str) -> str:
+    """The script's source with `/opt/ml` in its string literals mapped to the job's own tree.
+
+    Scripts take their paths from arguments whose defaults are the real container paths; arguments and
+    environment are rewritten by the runner, and this covers the defaults, so parallel jobs never share
+    `/opt/ml`. Only string literals of the entry script change; code and comments are left alone.
+    """
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+    spans: list[tuple[int, int]] = []
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.STRING and "/opt/ml" in token.string:
+            start = offsets[token.start[0] - 1] + token.start[1]
+            end = offsets[token.end[0] - 1] + token.end[1]
+            spans.append((start, end))
+    for start, end in reversed(spans):
+        literal = _CONTAINER_PATH.sub(lambda _: container_root, source[start:end])
+        source = source[:start] + literal + source[end:]
+    return source

@@ -1,0 +1,450 @@
+"""Local processing and training jobs under the SageMaker container contract (JobRunner)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import textwrap
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from localcloud.runtime import JobRunner, parse_metrics
+
+BUCKET = "artifacts"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[Any]:
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture(scope="module")
+def runner(s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JobRunner]:
+    with JobRunner(tmp_path_factory.mktemp("work"), s3, max_workers=2) as job_runner:
+        job_runner.warm_up()
+        yield job_runner
+
+
+def put(s3: Any, key: str, body: str | bytes) -> str:
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body.encode() if isinstance(body, str) else body)
+    return f"s3://{BUCKET}/{key}"
+
+
+def get(s3: Any, key: str) -> bytes:
+    return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+
+def keys_under(s3: Any, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []))
+
+
+def processing_request(
+    code_uri: str,
+    data_uri: str | None = None,
+    outputs: dict[str, str] | None = None,
+    instance_count: int = 1,
+    sharded: bool = False,
+    arguments: list[str] | None = None,
+    environment: dict[str, str] | None = None,
+    script: str = "script.py",
+) -> dict[str, Any]:
+    inputs: list[dict[str, Any]] = [
+        {"InputName": "code", "S3Input": {"S3Uri": code_uri, "LocalPath": "/opt/ml/processing/input/code",
+                                          "S3DataType": "S3Prefix", "S3InputMode": "File",
+                                          "S3DataDistributionType": "FullyReplicated"}},
+    ]
+    if data_uri:
+        inputs.append({"InputName": "data", "S3Input": {
+            "S3Uri": data_uri, "LocalPath": "/opt/ml/processing/input/data", "S3DataType": "S3Prefix",
+            "S3InputMode": "File",
+            "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated"}})
+    return {
+        "ProcessingJobName": "ignored-by-runner",
+        "ProcessingInputs": inputs,
+        "ProcessingOutputConfig": {"Outputs": [
+            {"OutputName": name, "S3Output": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/output/{name}",
+                                               "S3UploadMode": "EndOfJob"}}
+            for name, uri in (outputs or {}).items()
+        ]},
+        "ProcessingResources": {"ClusterConfig": {"InstanceCount": instance_count,
+                                                  "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}},
+        "AppSpecification": {
+            "ImageUri": "sklearn:latest",
+            "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"],
+            "ContainerArguments": arguments or [],
+        },
+        "Environment": environment or {},
+        "RoleArn": "arn:aws:iam::123456789012:role/sm",
+    }
+
+
+def source_dir(s3: Any, key: str, files: dict[str, str]) -> str:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = textwrap.dedent(text).encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return put(s3, key, buffer.getvalue())
+
+
+METRICS = [
+    {"Name": "loss", "Regex": r"\bloss=([0-9\.eE+-]+)"},
+    {"Name": "validation:rmse", "Regex": r"val_rmse=([0-9\.eE+-]+)"},
+]
+
+
+def training_request(submit_uri: str, channels: dict[str, str], hyperparameters: dict[str, str],
+                     output_path: str) -> dict[str, Any]:
+    return {
+        "AlgorithmSpecification": {"TrainingImage": "tf:2", "TrainingInputMode": "File",
+                                   "MetricDefinitions": METRICS},
+        "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": submit_uri,
+                            **hyperparameters},
+        "InputDataConfig": [
+            {"ChannelName": name, "ContentType": "text/csv",
+             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
+                                             "S3DataDistributionType": "FullyReplicated"}}}
+            for name, uri in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": output_path},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "RoleArn": "arn:aws:iam::123456789012:role/sm",
+    }
+
+
+SHARD_SCRIPT = """
+import argparse, json, os, pathlib
+parser = argparse.ArgumentParser()
+parser.add_argument("--input-dir", default="/opt/ml/processing/input/data")
+parser.add_argument("--output-dir", default="/opt/ml/processing/output")
+parser.add_argument("--resource-config", default="/opt/ml/config/resourceconfig.json")
+args = parser.parse_args()
+host = json.loads(pathlib.Path(args.resource_config).read_text())
+seen = sorted(p.name for p in pathlib.Path(args.input_dir).rglob("*.csv"))
+out = pathlib.Path(args.output_dir) / "listing"
+out.mkdir(parents=True, exist_ok=True)
+(out / f"seen-{host['current_host']}.json").write_text(json.dumps({"host": host, "seen": seen}))
+print("processed", len(seen), "files on", host["current_host"])
+"""
+
+
+def test_sharded_processing_gives_each_instance_its_share_and_uploads_every_output(
+    s3: Any, runner: JobRunner
+):
+    # GIVEN four CSV objects under a prefix and a script that reports what its instance sees
+    for name in ("a", "b", "c", "d"):
+        put(s3, f"shard/data/{name}.csv", "x,y\n1,2\n")
+    code = put(s3, "shard/code/script.py", SHARD_SCRIPT)
+    request = processing_request(
+        code, f"s3://{BUCKET}/shard/data", outputs={"listing": f"s3://{BUCKET}/shard/out"},
+        instance_count=2, sharded=True,
+        arguments=["--input-dir", "/opt/ml/processing/input/data",
+                   "--output-dir", "/opt/ml/processing/output"],
+    )
+
+    # WHEN the job runs on two instances with ShardedByS3Key
+    result = runner.run_processing("shard-job", request)
+
+    # THEN each instance saw every second object in key order, and both instances' outputs are in S3
+    assert result.status == "Completed", result.failure_reason
+    assert keys_under(s3, "shard/out/") == ["shard/out/seen-algo-1.json", "shard/out/seen-algo-2.json"]
+    first = json.loads(get(s3, "shard/out/seen-algo-1.json"))
+    second = json.loads(get(s3, "shard/out/seen-algo-2.json"))
+    assert first["seen"] == ["a.csv", "c.csv"]
+    assert second["seen"] == ["b.csv", "d.csv"]
+    assert first["host"]["hosts"] == second["host"]["hosts"] == ["algo-1", "algo-2"]
+    assert result.outputs == {"listing": f"s3://{BUCKET}/shard/out"}
+    log = result.log_path.read_text()
+    assert "processed 2 files on algo-1" in log and "processed 2 files on algo-2" in log
+
+
+TRAIN_SCRIPT = """
+import argparse, json, os, pathlib, sys
+from helper import GREETING
+parser = argparse.ArgumentParser()
+parser.add_argument("--epochs", type=int)
+parser.add_argument("--learning_rate", type=float)
+parser.add_argument("--layers", type=int, default=1)
+args = parser.parse_args()
+model_dir = pathlib.Path(os.environ["SM_MODEL_DIR"])
+(model_dir / "model" / "1").mkdir(parents=True)
+(model_dir / "model" / "1" / "weights.txt").write_text("w")
+names = ["SM_MODEL_DIR", "SM_CHANNEL_TRAIN", "SM_CHANNEL_VALIDATION", "SM_CHANNELS", "SM_OUTPUT_DATA_DIR",
+         "SM_OUTPUT_DIR", "SM_HPS", "SM_HOSTS", "SM_CURRENT_HOST", "SM_NUM_CPUS", "SM_TRAINING_ENV",
+         "SM_INPUT_DIR", "SM_INPUT_CONFIG_DIR"]
+config_dir = pathlib.Path(os.environ["SM_INPUT_CONFIG_DIR"])
+report = {
+    "argv": sys.argv[1:], "args": vars(args), "greeting": GREETING,
+    "env": {n: os.environ.get(n) for n in names},
+    "train_files": sorted(os.listdir(os.environ["SM_CHANNEL_TRAIN"])),
+    "hyperparameters.json": json.loads((config_dir / "hyperparameters.json").read_text()),
+    "inputdataconfig.json": json.loads((config_dir / "inputdataconfig.json").read_text()),
+    "resourceconfig.json": json.loads((config_dir / "resourceconfig.json").read_text()),
+}
+(model_dir / "report.json").write_text(json.dumps(report))
+for epoch, (loss, rmse) in enumerate([(9.0, 4.0), (5.5, 3.25), (4.0, 3.5)], start=1):
+    print(f"epoch={epoch} loss={loss} val_loss={loss + 1} val_rmse={rmse}")
+"""
+
+
+def test_training_runs_the_program_like_the_tensorflow_toolkit_and_uploads_the_model(
+    s3: Any, runner: JobRunner
+):
+    # GIVEN a source directory with a program and a helper module, and two channels
+    submit = source_dir(s3, "train/code/sourcedir.tar.gz",
+                        {"train.py": TRAIN_SCRIPT, "helper.py": "GREETING = 'hello from the source dir'\n"})
+    put(s3, "train/data/train/part-1.csv", "1,2\n")
+    put(s3, "train/data/train/part-2.csv", "3,4\n")
+    put(s3, "train/data/validation/v.csv", "5,6\n")
+    request = training_request(
+        submit,
+        {"train": f"s3://{BUCKET}/train/data/train", "validation": f"s3://{BUCKET}/train/data/validation"},
+        {"epochs": "7", "learning_rate": "0.01", "layers": "2"},
+        f"s3://{BUCKET}/train/output",
+    )
+
+    # WHEN the training job runs
+    result = runner.run_training("train-job-1", request)
+
+    # THEN it completed, reported the last value of each metric, and uploaded model.tar.gz
+    assert result.status == "Completed", result.failure_reason
+    assert result.final_metrics == {"loss": 4.0, "validation:rmse": 3.5}
+    assert result.metric_series["validation:rmse"] == [4.0, 3.25, 3.5]
+    assert result.model_artifacts == f"s3://{BUCKET}/train/output/train-job-1/output/model.tar.gz"
+    with tarfile.open(fileobj=io.BytesIO(get(s3, "train/output/train-job-1/output/model.tar.gz"))) as tar:
+        assert "model/1/weights.txt" in tar.getnames()
+        report = json.loads(tar.extractfile("report.json").read())  # type: ignore[union-attr]
+
+    # AND the program got the user hyper-parameters as sorted --name value arguments, without sagemaker_*
+    assert report["argv"] == ["--epochs", "7", "--layers", "2", "--learning_rate", "0.01"]
+    assert report["args"] == {"epochs": 7, "learning_rate": 0.01, "layers": 2}
+    assert report["greeting"] == "hello from the source dir"
+    # AND the SM_* variables and config files point into the job's own /opt/ml tree
+    env = report["env"]
+    job_root = runner.workdir / "jobs" / "train-job-1" / "opt" / "ml"
+    assert env["SM_MODEL_DIR"] == str(job_root / "model")
+    assert env["SM_CHANNEL_TRAIN"] == str(job_root / "input" / "data" / "train")
+    assert json.loads(env["SM_CHANNELS"]) == ["train", "validation"]
+    assert json.loads(env["SM_HPS"]) == {"epochs": 7, "learning_rate": 0.01, "layers": 2}
+    assert json.loads(env["SM_HOSTS"]) == ["algo-1"] and env["SM_CURRENT_HOST"] == "algo-1"
+    assert int(env["SM_NUM_CPUS"]) >= 1
+    assert json.loads(env["SM_TRAINING_ENV"])["job_name"] == "train-job-1"
+    for name in ("SM_OUTPUT_DATA_DIR", "SM_OUTPUT_DIR", "SM_INPUT_DIR", "SM_INPUT_CONFIG_DIR"):
+        assert env[name].startswith(str(job_root))
+    assert report["train_files"] == ["part-1.csv", "part-2.csv"]
+    assert report["hyperparameters.json"]["epochs"] == "7"
+    assert report["inputdataconfig.json"]["train"]["ContentType"] == "text/csv"
+    assert report["resourceconfig.json"]["current_host"] == "algo-1"
+
+
+FAILING_SCRIPT = """
+import pathlib, sys
+failure = pathlib.Path("/opt/ml/output/failure")
+if len(sys.argv) > 1:
+    failure = pathlib.Path(sys.argv[1])
+    failure.parent.mkdir(parents=True, exist_ok=True)
+    failure.write_text("column 'RM' in data.csv is not numeric")
+print("about to fail")
+raise SystemExit(1)
+"""
+
+
+def test_failure_file_becomes_the_failure_reason(s3: Any, runner: JobRunner):
+    # GIVEN a script that writes the SageMaker failure file and exits 1
+    code = put(s3, "fail/code/script.py", FAILING_SCRIPT)
+    request = processing_request(code, arguments=["/opt/ml/output/failure"],
+                                 outputs={"out": f"s3://{BUCKET}/fail/out"})
+
+    # WHEN it runs
+    result = runner.run_processing("failing-job", request)
+
+    # THEN the job failed with the file's message, as SageMaker reports it, and nothing was uploaded
+    assert result.status == "Failed"
+    assert result.failure_reason == "AlgorithmError: column 'RM' in data.csv is not numeric"
+    assert result.exit_code == 1
+    assert keys_under(s3, "fail/out/") == []
+
+
+def test_failure_without_failure_file_reports_the_last_log_lines(s3: Any, runner: JobRunner):
+    # GIVEN a script that raises an exception
+    code = put(s3, "crash/code/script.py", "print('loading')\nraise RuntimeError('weights are NaN')\n")
+
+    # WHEN it runs
+    result = runner.run_processing("crashing-job", processing_request(code))
+
+    # THEN the failure reason carries the traceback's last line
+    assert result.status == "Failed"
+    assert result.failure_reason is not None
+    assert result.failure_reason.startswith("AlgorithmError: ExecuteUserScriptError: exit code 1")
+    assert "RuntimeError: weights are NaN" in result.failure_reason
+
+
+def test_missing_input_is_a_client_error(s3: Any, runner: JobRunner):
+    # GIVEN an input prefix with no objects
+    code = put(s3, "noinput/code/script.py", "print('never runs')\n")
+
+    # WHEN the job runs
+    result = runner.run_processing("no-input-job", processing_request(code, f"s3://{BUCKET}/nothing/here"))
+
+    # THEN it fails before starting, naming the empty S3 URL
+    assert result.status == "Failed"
+    assert result.failure_reason is not None
+    assert result.failure_reason.startswith("ClientError: No S3 objects found under S3 URL")
+    assert f"s3://{BUCKET}/nothing/here" in result.failure_reason
+
+
+ISOLATION_SCRIPT = """
+import json, os, pathlib, sys, time
+import shared_state_probe  # a module that exists only in this job's code directory
+out = pathlib.Path("/opt/ml/processing/output/report")
+out.mkdir(parents=True, exist_ok=True)
+leaked = os.environ.get("LEAKED_BY_A_JOB")
+os.environ["LEAKED_BY_A_JOB"] = os.environ["JOB_MARKER"]
+shared_state_probe.COUNTER += 1
+time.sleep(float(os.environ.get("HOLD_SECONDS", "0")))
+report = {
+    "marker": os.environ["JOB_MARKER"], "leaked": leaked, "counter": shared_state_probe.COUNTER,
+    "files": sorted(p.name for p in pathlib.Path("/opt/ml/processing/input/data").iterdir()),
+    "cwd": os.getcwd(), "argv": sys.argv[1:],
+}
+(out / "report.json").write_text(json.dumps(report))
+"""
+
+
+def test_parallel_jobs_do_not_see_each_others_files_or_environment(s3: Any, runner: JobRunner):
+    # GIVEN two jobs with different inputs and environment, run at the same time from two threads
+    put(s3, "iso/code/script.py", ISOLATION_SCRIPT)
+    put(s3, "iso/code/shared_state_probe.py", "COUNTER = 0\n")
+    results: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        put(s3, f"iso/{name}/data/{name}-only.csv", "1\n")
+        request = processing_request(
+            f"s3://{BUCKET}/iso/code", f"s3://{BUCKET}/iso/{name}/data",
+            outputs={"report": f"s3://{BUCKET}/iso/{name}/out"}, arguments=[name],
+            environment={"JOB_MARKER": name, "HOLD_SECONDS": "1"})
+        results[name] = runner.run_processing(f"iso-{name}", request)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("left", "right")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # WHEN a third job runs after both
+    later = processing_request(f"s3://{BUCKET}/iso/code", f"s3://{BUCKET}/iso/left/data",
+                               outputs={"report": f"s3://{BUCKET}/iso/later/out"},
+                               environment={"JOB_MARKER": "later"})
+    results["later"] = runner.run_processing("iso-later", later)
+
+    # THEN each job saw only its own input, environment, argv and module state
+    failures = {name: r.failure_reason for name, r in results.items() if r.status != "Completed"}
+    assert failures == {}
+    for name in ("left", "right"):
+        report = json.loads(get(s3, f"iso/{name}/out/report.json"))
+        assert report["marker"] == name
+        assert report["files"] == [f"{name}-only.csv"]
+        assert report["argv"] == [name]
+        assert report["cwd"] == str(runner.workdir / "jobs" / f"iso-{name}")
+        assert report["leaked"] is None and report["counter"] == 1
+    later_report = json.loads(get(s3, "iso/later/out/report.json"))
+    assert later_report["leaked"] is None and later_report["counter"] == 1
+    assert "LEAKED_BY_A_JOB" not in os.environ
+
+
+PRELOAD_SCRIPT = """
+import json, os, pathlib, sys
+preloaded = "tensorflow" in sys.modules  # checked before this script imports anything heavy
+import tensorflow as tf
+value = float(tf.reduce_sum(tf.constant([1.0, 2.0, 3.5])).numpy())
+out = pathlib.Path("/opt/ml/processing/output/report")
+out.mkdir(parents=True, exist_ok=True)
+(out / "report.json").write_text(json.dumps(
+    {"preloaded": preloaded, "pid": os.getpid(), "ppid": os.getppid(), "value": value}))
+"""
+
+
+def test_jobs_are_forked_from_a_server_that_already_imported_tensorflow(s3: Any, runner: JobRunner):
+    # GIVEN a script that checks whether TensorFlow was imported before it started, then uses it
+    code = put(s3, "preload/code/script.py", PRELOAD_SCRIPT)
+
+    # WHEN two jobs run one after the other
+    reports = []
+    for index in range(2):
+        request = processing_request(code, outputs={"report": f"s3://{BUCKET}/preload/{index}"})
+        result = runner.run_processing(f"preload-{index}", request)
+        assert result.status == "Completed", result.failure_reason
+        reports.append(json.loads(get(s3, f"preload/{index}/report.json")))
+
+    # THEN both found TensorFlow already imported, ran TF ops, and are children of the same fork server
+    assert all(r["preloaded"] for r in reports)
+    assert all(r["value"] == 6.5 for r in reports)
+    assert reports[0]["pid"] != reports[1]["pid"]
+    assert reports[0]["ppid"] == reports[1]["ppid"] == runner.fork_server_pid
+    assert runner.fork_server_pid != os.getpid()
+
+
+def test_a_job_past_its_max_runtime_is_stopped_and_fails(s3: Any, runner: JobRunner):
+    # GIVEN a script that would run for a minute and a one-second limit
+    code = put(s3, "slow/code/script.py", "import time\nprint('working', flush=True)\ntime.sleep(60)\n")
+    request = processing_request(code)
+    request["StoppingCondition"] = {"MaxRuntimeInSeconds": 1}
+
+    # WHEN it runs
+    result = runner.run_processing("slow-job", request)
+
+    # THEN it fails after about the limit with the reason
+    assert result.status == "Failed"
+    assert result.failure_reason == "MaxRuntimeInSeconds exceeded: the job was stopped"
+    assert (result.end_time - result.start_time).total_seconds() < 30
+
+
+def test_metric_definitions_take_the_last_match_and_keep_the_series():
+    # GIVEN a log with several epochs and a non-numeric match
+    log = "epoch=1 loss=3.0 val_rmse=2.5\nepoch=2 loss=2.0 val_rmse=n/a\nepoch=3 loss=1.5e0 val_rmse=2.25\n"
+
+    # WHEN the regexes are applied
+    final, series = parse_metrics(log, [*METRICS, {"Name": "absent", "Regex": r"absent=([0-9.]+)"}])
+
+    # THEN the last numeric match wins and metrics that never matched are absent
+    assert final == {"loss": 1.5, "validation:rmse": 2.25}
+    assert series == {"loss": [3.0, 2.0, 1.5], "validation:rmse": [2.5, 2.25]}
+
+
+@pytest.mark.skipif(not Path("training_code/preprocess.py").exists(), reason="training_code not there yet")
+def test_real_preprocess_script_runs_sharded_on_the_sample_data(s3: Any, runner: JobRunner):
+    # GIVEN the project's preprocessing script and the sample data split into two objects
+    rows = Path("data/boston_housing.csv").read_text().splitlines()
+    header, body = rows[0], rows[1:]
+    put(s3, "real/data/part-1.csv", "\n".join([header, *body[::2]]) + "\n")
+    put(s3, "real/data/part-2.csv", "\n".join([header, *body[1::2]]) + "\n")
+    code = put(s3, "real/code/preprocess.py", Path("training_code/preprocess.py").read_text())
+    outputs = {name: f"s3://{BUCKET}/real/out/{name}" for name in ("train", "validation", "test")}
+    request = processing_request(code, f"s3://{BUCKET}/real/data", outputs=outputs, instance_count=2,
+                                 sharded=True, arguments=["--target-column", "MEDV"], script="preprocess.py")
+
+    # WHEN it runs on two instances
+    result = runner.run_processing("real-preprocess", request)
+
+    # THEN every row landed in exactly one split, written by both instances
+    assert result.status == "Completed", result.failure_reason
+    total = 0
+    for name in ("train", "validation", "test"):
+        keys = keys_under(s3, f"real/out/{name}/")
+        assert len(keys) == 2, keys
+        total += sum(len(get(s3, key).decode().strip().splitlines()) - 1 for key in keys)
+    assert total == len(body)
