@@ -284,6 +284,7 @@ class EmbeddedAws:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the event bus (final: make a new EmbeddedAws to serve again)."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
