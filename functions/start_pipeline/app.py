@@ -1,0 +1,22 @@
+"""StartPipelineFunction: a push to the configured branch starts a pipeline run for that commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from orchestrator.events import CodeCommitPushEvent
+from orchestrator.intake import Ignored, parse_event
+from orchestrator.observability import instrumented
+from orchestrator.push import handle_push
+from orchestrator.settings import push_settings
+
+
+@instrumented
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = push_settings()
+    push = parse_event(event, CodeCommitPushEvent)
+    if isinstance(push, Ignored):
+        return push.as_response()
+    return handle_push(push, settings, context)

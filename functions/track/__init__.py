@@ -1,0 +1,1 @@
+"""Lambda handler package."""

@@ -1,0 +1,1 @@
+"""Shared package of the MLOps orchestrator: typed events, settings, AWS adapters, push/track/deploy logic."""

@@ -1,0 +1,418 @@
+"""On a model package decision: deploy an approved package (endpoint and/or batch), roll back a rejected one.
+
+The event only says that something changed; what to do is decided from DescribeModelPackage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from orchestrator.adapters import error_code
+from orchestrator.adapters.ledger import Ledger
+from orchestrator.adapters.notifier import Notifier
+from orchestrator.adapters.s3 import S3Adapter
+from orchestrator.adapters.sagemaker import SageMakerAdapter
+from orchestrator.clients import own_account_id
+from orchestrator.domain import EndpointDeployment, PackageLineage
+from orchestrator.errors import EndpointBusyError
+from orchestrator.events import ModelPackageStateEvent, canonical_status
+from orchestrator.idempotency import run_once
+from orchestrator.intake import ignore
+from orchestrator.lineage import LineageRecorder
+from orchestrator.naming import endpoint_config_name, model_name, transform_job_name
+from orchestrator.observability import logger, metrics
+from orchestrator.settings import DeploymentStrategy, DeploySettings
+
+VARIANT = "AllTraffic"
+BUSY = {"CREATING", "UPDATING", "SYSTEM_UPDATING", "ROLLING_BACK", "DELETING"}
+
+
+@dataclass(frozen=True)
+class DeployServices:
+    sagemaker: SageMakerAdapter
+    s3: S3Adapter
+    ledger: Ledger
+    notifier: Notifier
+
+    @classmethod
+    def from_settings(cls, settings: DeploySettings) -> DeployServices:
+        return cls(
+            SageMakerAdapter(),
+            S3Adapter(),
+            Ledger(settings.ledger_table_name),
+            Notifier(settings.notification_topic_arn),
+        )
+
+
+# --- reading a package ------------------------------------------------------------------------------
+def _approver(description: dict[str, Any]) -> str | None:
+    who = description.get("LastModifiedBy") or {}
+    identity = who.get("IamIdentity") or {}
+    return identity.get("Arn") or who.get("UserProfileName") or who.get("UserProfileArn")
+
+
+def _training_job_of(model_data_url: str | None) -> str | None:
+    """pipelines/training/<training job name>/output/model.tar.gz (docs/architecture.md S3 layout)."""
+    parts = (model_data_url or "").split("/")
+    return parts[-3] if len(parts) >= 3 and parts[-2] == "output" else None
+
+
+def read_package(
+    description: dict[str, Any], decided_at: str | None, services: DeployServices
+) -> PackageLineage:
+    """The package and how it came to be: commit, run, training job, hyper-parameters, metrics, approver."""
+    metadata = description.get("MetadataProperties") or {}
+    custom = description.get("CustomerMetadataProperties") or {}
+    containers = (description.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    model_data_url = containers[0].get("ModelDataUrl")
+    training_job = _training_job_of(model_data_url)
+    hyperparameters: dict[str, str] = {}
+    training_metrics: dict[str, float] = {}
+    if training_job:
+        job = services.sagemaker.describe_training_job(training_job) or {}
+        hyperparameters = {
+            key: value
+            for key, value in (job.get("HyperParameters") or {}).items()
+            if not key.startswith("sagemaker_")
+        }
+        training_metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList") or []}
+    evaluation: dict[str, Any] = {}
+    statistics = ((description.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+    if statistics.get("S3Uri"):
+        try:
+            evaluation = services.s3.read_json(statistics["S3Uri"])
+        except (ClientError, ValueError) as exc:
+            logger.warning("evaluation report unreadable", uri=statistics["S3Uri"], error=str(exc))
+    return PackageLineage(
+        package_arn=description["ModelPackageArn"],
+        group=description["ModelPackageGroupName"],
+        version=int(description["ModelPackageVersion"]),
+        approval_status=description["ModelApprovalStatus"],
+        package_status=description.get("ModelPackageStatus", ""),
+        approver=_approver(description),
+        approval_description=description.get("ApprovalDescription"),
+        decided_at=decided_at,
+        repository=metadata.get("Repository") or custom.get("RepositoryName"),
+        commit_id=metadata.get("CommitId") or custom.get("CommitId"),
+        execution_arn=metadata.get("GeneratedBy") or custom.get("PipelineExecutionArn"),
+        model_data_url=model_data_url,
+        training_job=training_job,
+        hyperparameters=hyperparameters,
+        training_metrics=training_metrics,
+        evaluation=evaluation,
+    )
+
+
+# --- endpoint ---------------------------------------------------------------------------------------
+def deployment_config(settings: DeploySettings) -> dict[str, Any]:
+    """Blue/green update with the configured traffic shifting and alarm-driven automatic rollback."""
+    routing: dict[str, Any] = {"WaitIntervalInSeconds": settings.traffic_wait_seconds}
+    if settings.deployment_strategy is DeploymentStrategy.CANARY:
+        routing |= {
+            "Type": "CANARY",
+            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": settings.canary_percent},
+        }
+    elif settings.deployment_strategy is DeploymentStrategy.LINEAR:
+        routing |= {
+            "Type": "LINEAR",
+            "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": settings.linear_step_percent},
+        }
+    else:
+        routing |= {"Type": "ALL_AT_ONCE"}
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": routing,
+            "TerminationWaitInSeconds": settings.termination_wait_seconds,
+        }
+    }
+    if settings.rollback_alarm_names:
+        config["AutoRollbackConfiguration"] = {
+            "Alarms": [{"AlarmName": name} for name in settings.rollback_alarm_names]
+        }
+    return config
+
+
+def plan_endpoint(package: PackageLineage, settings: DeploySettings) -> EndpointDeployment:
+    endpoint = str(settings.endpoint_name)
+    model = model_name(package.group, package.version)
+    variant = {
+        "VariantName": VARIANT,
+        "ModelName": model,
+        "InstanceType": settings.endpoint_instance_type,
+        "InitialInstanceCount": settings.endpoint_instance_count,
+        "InitialVariantWeight": 1.0,
+    }
+    capture = None
+    if settings.data_capture_percent > 0:
+        capture = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": settings.data_capture_percent,
+            "DestinationS3Uri": f"s3://{settings.artifact_bucket}/data-capture/{endpoint}",
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+            "CaptureContentTypeHeader": {
+                "CsvContentTypes": ["text/csv"],
+                "JsonContentTypes": ["application/json"],
+            },
+        }
+    fingerprint = repr((package.package_arn, variant, capture))
+    config_name = endpoint_config_name(endpoint, package.version, fingerprint)
+    request: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": [variant]}
+    if capture:
+        request["DataCaptureConfig"] = capture
+    return EndpointDeployment(endpoint, model, config_name, package, request, deployment_config(settings))
+
+
+def ensure_model(package: PackageLineage, settings: DeploySettings, sagemaker: SageMakerAdapter) -> str:
+    name = model_name(package.group, package.version)
+    if sagemaker.describe_model(name) is None:
+        sagemaker.create_model_from_package(name, package.package_arn, settings.sagemaker_role_arn)
+        logger.info("model created", model_name=name, package_arn=package.package_arn)
+    return name
+
+
+def live_package_arn(sagemaker: SageMakerAdapter, endpoint: str) -> str | None:
+    """The package behind the endpoint's current config (endpoint -> config -> model -> package)."""
+    described = sagemaker.describe_endpoint(endpoint)
+    if not described:
+        return None
+    config = sagemaker.describe_endpoint_config(described["EndpointConfigName"]) or {}
+    variants = config.get("ProductionVariants") or [{}]
+    model = sagemaker.describe_model(str(variants[0].get("ModelName", ""))) or {}
+    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
+    arn = containers[0].get("ModelPackageName") if containers else None
+    return str(arn) if arn else None
+
+
+def deploy_to_endpoint(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices, reason: str
+) -> dict[str, Any]:
+    """Create the endpoint, or update it blue/green; a no-op when this package's config is already live."""
+    plan = plan_endpoint(package, settings)
+    sagemaker = services.sagemaker
+    endpoint = sagemaker.describe_endpoint(plan.endpoint_name)
+    if endpoint is not None:
+        status = canonical_status(str(endpoint.get("EndpointStatus", "")))
+        if endpoint.get("EndpointConfigName") == plan.config_name:
+            logger.info(
+                "package already live: nothing to deploy",
+                endpoint_name=plan.endpoint_name,
+                endpoint_config=plan.config_name,
+                package_arn=package.package_arn,
+            )
+            return {
+                "action": "none",
+                "reason": "already-live",
+                "endpoint_name": plan.endpoint_name,
+                "endpoint_config_name": plan.config_name,
+            }
+        if status in BUSY:
+            logger.warning(
+                "endpoint busy: deployment deferred", endpoint_name=plan.endpoint_name, endpoint_status=status
+            )
+            raise EndpointBusyError(f"endpoint {plan.endpoint_name} is {status}; retry later")
+        if status == "FAILED":
+            services.notifier.notify(
+                f"Endpoint {plan.endpoint_name} is Failed",
+                "A Failed endpoint cannot be updated; delete it and approve again.",
+                endpoint_name=plan.endpoint_name,
+                package_arn=package.package_arn,
+            )
+            return {"action": "none", "reason": "endpoint-failed", "endpoint_name": plan.endpoint_name}
+    ensure_model(package, settings, sagemaker)
+    if sagemaker.describe_endpoint_config(plan.config_name) is None:
+        sagemaker.create_endpoint_config(plan.config_request)
+    config_arn = (sagemaker.describe_endpoint_config(plan.config_name) or {}).get("EndpointConfigArn")
+    if endpoint is None:
+        sagemaker.create_endpoint(plan.endpoint_name, plan.config_name)
+        action = "created"
+    else:
+        sagemaker.update_endpoint(plan.endpoint_name, plan.config_name, plan.deployment_config)
+        action = "updated"
+    LineageRecorder(services.ledger, sagemaker).deployed_to_endpoint(
+        package, plan.endpoint_name, plan.config_name, config_arn, reason
+    )
+    metrics.add_metric(name="EndpointDeployments", unit="Count", value=1)
+    logger.info(
+        "endpoint deployment started",
+        action=action,
+        endpoint_name=plan.endpoint_name,
+        endpoint_config=plan.config_name,
+        package_arn=package.package_arn,
+        reason=reason,
+        strategy=settings.deployment_strategy.value,
+    )
+    return {
+        "action": action,
+        "endpoint_name": plan.endpoint_name,
+        "endpoint_config_name": plan.config_name,
+        "model_name": plan.model_name,
+    }
+
+
+# --- batch ------------------------------------------------------------------------------------------
+def run_batch_transform(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices
+) -> dict[str, Any]:
+    input_uri, output_root = str(settings.batch_input_uri), str(settings.batch_output_uri).rstrip("/")
+    job = transform_job_name(package.group, package.version, input_uri)
+    if services.sagemaker.describe_transform_job(job) is not None:
+        logger.info("transform job exists: nothing to do", transform_job=job)
+        return {"action": "none", "reason": "transform-job-exists", "transform_job": job}
+    model = ensure_model(package, settings, services.sagemaker)
+    output_uri = f"{output_root}/{job}"
+    services.sagemaker.create_transform_job(
+        {
+            "TransformJobName": job,
+            "ModelName": model,
+            "TransformInput": {
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": input_uri}},
+                "ContentType": "text/csv",
+                "SplitType": "Line",
+            },
+            "TransformOutput": {"S3OutputPath": output_uri, "Accept": "text/csv", "AssembleWith": "Line"},
+            "TransformResources": {"InstanceType": settings.transform_instance_type, "InstanceCount": 1},
+        }
+    )
+    LineageRecorder(services.ledger, services.sagemaker).transform_started(
+        package, job, input_uri, output_uri
+    )
+    metrics.add_metric(name="TransformJobsStarted", unit="Count", value=1)
+    logger.info("transform job started", transform_job=job, package_arn=package.package_arn)
+    return {"action": "created", "transform_job": job, "output_uri": output_uri}
+
+
+# --- decisions --------------------------------------------------------------------------------------
+def deploy_approved(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"status": "deployed", "package_arn": package.package_arn}
+    if settings.deploys_endpoint:
+        result["endpoint"] = deploy_to_endpoint(package, settings, services, reason="approved")
+    if settings.deploys_batch:
+        result["batch"] = run_batch_transform(package, settings, services)
+    return result
+
+
+def roll_back_rejected(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices
+) -> dict[str, Any]:
+    """A rejected package that is live is replaced by the newest other Approved package of the group."""
+    result: dict[str, Any] = {"status": "recorded", "package_arn": package.package_arn, "action": "none"}
+    if not settings.deploys_endpoint:
+        return result | {"reason": "no-endpoint-target"}
+    live = live_package_arn(services.sagemaker, str(settings.endpoint_name))
+    if live is None or live.lower() != package.package_arn.lower():
+        logger.info(
+            "rejected package is not live: nothing to roll back", package_arn=package.package_arn, live=live
+        )
+        return result | {"reason": "not-live", "live_package_arn": live}
+    previous = next(
+        (
+            item
+            for item in services.sagemaker.approved_packages(package.group)
+            if item["ModelPackageArn"].lower() != package.package_arn.lower()
+        ),
+        None,
+    )
+    if previous is None:
+        services.notifier.notify(
+            f"Live package {package.group} v{package.version} rejected; no approved package to roll back to",
+            "The endpoint keeps serving the rejected package until another package is approved.",
+            package_arn=package.package_arn,
+            endpoint_name=settings.endpoint_name,
+        )
+        logger.error("no approved package to roll back to", package_arn=package.package_arn)
+        return result | {"status": "stuck", "reason": "no-approved-package"}
+    description = services.sagemaker.describe_model_package(previous["ModelPackageArn"]) or {}
+    target = read_package(description, package.decided_at, services)
+    deployment = deploy_to_endpoint(target, settings, services, reason=f"rollback-from-v{package.version}")
+    services.notifier.notify(
+        f"Endpoint rolled back to {target.group} v{target.version}",
+        f"Live package v{package.version} was rejected; the endpoint is rolling back to v{target.version}.",
+        rejected_package_arn=package.package_arn,
+        rollback_package_arn=target.package_arn,
+        endpoint_name=settings.endpoint_name,
+    )
+    metrics.add_metric(name="Rollbacks", unit="Count", value=1)
+    return result | {
+        "status": "rolled-back",
+        "action": "rollback",
+        "rollback_package_arn": target.package_arn,
+        "endpoint": deployment,
+    }
+
+
+def verification_failure(
+    description: dict[str, Any] | None, event: ModelPackageStateEvent, settings: DeploySettings, account: str
+) -> dict[str, Any] | None:
+    """Why SageMaker's own view of the package does not support acting on the event, or None."""
+    if description is None:
+        return {"reason": "package-not-found"}
+    if description.get("ModelPackageGroupName") != settings.model_package_group_name:
+        return {"reason": "foreign-group", "group": description.get("ModelPackageGroupName")}
+    if str(description.get("ModelPackageArn", "")).split(":")[4:5] != [account]:
+        return {"reason": "foreign-account", "package_arn": description.get("ModelPackageArn")}
+    actual = description.get("ModelApprovalStatus")
+    if actual != event.detail.model_approval_status:
+        return {
+            "reason": "status-mismatch",
+            "event_status": event.detail.model_approval_status,
+            "actual_status": actual,
+        }
+    if actual == "Approved" and description.get("ModelPackageStatus") != "Completed":
+        return {"reason": "package-not-completed", "package_status": description.get("ModelPackageStatus")}
+    return None
+
+
+def handle_package_event(
+    event: ModelPackageStateEvent,
+    settings: DeploySettings,
+    context: Any = None,
+    services: DeployServices | None = None,
+) -> dict[str, Any]:
+    """Entry point of the deploy handler."""
+    detail, account = event.detail, own_account_id()
+    if event.account != account or detail.account != account:
+        return ignore(
+            "foreign-account", account=event.account, package_arn=detail.model_package_arn
+        ).as_response()
+    if detail.model_package_group_name != settings.model_package_group_name:
+        return ignore("foreign-group", group=detail.model_package_group_name).as_response()
+    if detail.model_approval_status not in ("Approved", "Rejected"):
+        return ignore("not-a-decision", approval_status=detail.model_approval_status).as_response()
+    active = services or DeployServices.from_settings(settings)
+    description = active.sagemaker.describe_model_package(detail.model_package_arn)
+    refusal = verification_failure(description, event, settings, account)
+    if refusal or description is None:
+        return ignore(
+            package_arn=detail.model_package_arn, **(refusal or {"reason": "package-not-found"})
+        ).as_response()
+    modified = str(description.get("LastModifiedTime") or event.time)
+
+    def decide(_: dict[str, Any]) -> dict[str, Any]:
+        package = read_package(description, event.time.isoformat(), active)
+        LineageRecorder(active.ledger, active.sagemaker).package_decided(package)
+        if package.approval_status == "Approved":
+            return deploy_approved(package, settings, active)
+        return roll_back_rejected(package, settings, active)
+
+    try:
+        return run_once(
+            settings.ledger_table_name,
+            ("package_arn", "status", "modified"),
+            decide,
+            key={
+                "package_arn": detail.model_package_arn,
+                "status": detail.model_approval_status,
+                "modified": modified,
+            },
+            context=context,
+        )
+    except ClientError as exc:
+        logger.error(
+            "deployment failed", package_arn=detail.model_package_arn, error=error_code(exc), detail=str(exc)
+        )
+        raise

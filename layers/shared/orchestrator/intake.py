@@ -1,0 +1,70 @@
+"""Turning a raw Lambda event into a typed model, or into a logged, side-effect-free refusal."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.utilities.parser import parse
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.observability import logger, metrics
+
+MAX_EVENT_BYTES = 256 * 1024  # EventBridge's own limit for an entry
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An event we refuse: logged once, answered with a plain dict, never retried."""
+
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_response(self) -> dict[str, Any]:
+        return {"status": "ignored", "reason": self.reason, **self.details}
+
+
+def ignore(reason: str, *, error: bool = False, **details: Any) -> Ignored:
+    """Log why an event is refused (keyword fields) and count it."""
+    log = logger.error if error else logger.warning
+    log("event ignored", reason=reason, **details)
+    metrics.add_metric(name="EventsIgnored", unit="Count", value=1)
+    return Ignored(reason=reason, details=details)
+
+
+def parse_event(raw: Any, model: type[ModelT]) -> ModelT | Ignored:
+    """Validate size and shape; a refusal names the offending fields."""
+    if not isinstance(raw, dict):
+        return ignore("malformed", error=True, errors=[f"event is {type(raw).__name__}, not an object"])
+    size = len(json.dumps(raw, default=str).encode())
+    if size > MAX_EVENT_BYTES:
+        return ignore("oversized", error=True, size_bytes=size, limit_bytes=MAX_EVENT_BYTES)
+    try:
+        return parse(event=raw, model=model)
+    except ValidationError as exc:
+        errors = [
+            f"{'.'.join(str(part) for part in error['loc']) or 'event'}: {error['msg']}"
+            for error in exc.errors()
+        ]
+        return ignore("malformed", error=True, model=model.__name__, errors=errors)
+    except (TypeError, ValueError) as exc:
+        return ignore("malformed", error=True, model=model.__name__, errors=[str(exc)])
+
+
+def parse_tracked_event(raw: Any) -> Any:
+    """The track handler receives three kinds of event: pick the model by detail-type."""
+    from orchestrator.events import EndpointStateEvent, PipelineExecutionStatusEvent, TransformJobStateEvent
+
+    models: dict[str, type[BaseModel]] = {
+        "SageMaker Model Building Pipeline Execution Status Change": PipelineExecutionStatusEvent,
+        "SageMaker Endpoint State Change": EndpointStateEvent,
+        "SageMaker Transform Job State Change": TransformJobStateEvent,
+    }
+    detail_type = raw.get("detail-type") if isinstance(raw, dict) else None
+    model = models.get(str(detail_type))
+    if model is None:
+        return ignore("malformed", error=True, errors=[f"detail-type: unsupported value {detail_type!r}"])
+    return parse_event(raw, model)
