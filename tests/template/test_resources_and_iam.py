@@ -1,0 +1,170 @@
+"""Least-privilege IAM and the resource settings the design requires (encryption, privacy, DLQs, alarms)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.template.cfn import ROOT, Resolver, functions, load_template
+
+# Actions for which IAM accepts no resource but "*" (the template says so beside each use).
+UNSCOPABLE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "sagemaker:ListArtifacts",
+    "sagemaker:ListContexts",
+    "sagemaker:ListActions",
+    "sagemaker:ListAssociations",
+    "sagemaker:ListModelPackages",
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:DescribeScalingPolicies",
+}
+# SAM policy templates that expand to statements scoped to the one named resource.
+SCOPED_POLICY_TEMPLATES = {"DynamoDBCrudPolicy", "SNSPublishMessagePolicy"}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _allow_statements(template: dict[str, Any], resolver: Resolver) -> list[tuple[str, dict[str, Any]]]:
+    found: list[tuple[str, dict[str, Any]]] = []
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        documents: list[Any] = []
+        if resource["Type"] == "AWS::IAM::Role":
+            documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        elif resource["Type"] == "AWS::Serverless::Function":
+            documents = [p for p in props.get("Policies", []) if isinstance(p, dict) and "Statement" in p]
+        for document in documents:
+            for statement in resolver.resolve(document)["Statement"]:
+                if statement["Effect"] == "Allow":
+                    found.append((logical_id, statement))
+    return found
+
+
+TEMPLATE = load_template()
+RESOLVER = Resolver(TEMPLATE)
+ALLOWS = _allow_statements(TEMPLATE, RESOLVER)
+
+
+def test_there_are_statements_to_check() -> None:
+    assert len(ALLOWS) >= 15
+
+
+@pytest.mark.parametrize(
+    ("owner", "statement"), ALLOWS, ids=[f"{o}:{s.get('Sid', i)}" for i, (o, s) in enumerate(ALLOWS)]
+)
+def test_no_allow_statement_uses_a_wildcard_action_or_an_unscoped_resource(
+    owner: str, statement: dict
+) -> None:
+    # GIVEN an Allow statement of one of the stack's roles or functions, resolved for a real account
+    actions = _as_list(statement["Action"])
+    resources = _as_list(statement["Resource"])
+    # THEN no action is a wildcard
+    assert not [a for a in actions if "*" in a], actions
+    # AND "*" stands only for actions that IAM cannot scope to a resource
+    if "*" in resources:
+        assert resources == ["*"] and set(actions) <= UNSCOPABLE_ACTIONS, (actions, resources)
+        return
+    # AND every other resource names this account and region (or the AWS image account) and a resource type
+    for arn in resources:
+        assert re.match(
+            r"^arn:aws:[a-z0-9-]+:(us-east-1)?:(123456789012|683313688378|763104351884):.+", arn
+        ), arn
+        assert not arn.endswith(":*"), arn
+
+
+def test_functions_use_only_scoped_policy_templates_and_no_managed_policies() -> None:
+    for function_id, function in functions(TEMPLATE).items():
+        for policy in function["Properties"]["Policies"]:
+            # THEN each entry is either an inline document (checked above) or a resource-scoped SAM template
+            assert isinstance(policy, dict), (function_id, policy)
+            assert "Statement" in policy or set(policy) <= SCOPED_POLICY_TEMPLATES, (function_id, policy)
+
+
+def test_pass_role_only_hands_the_sagemaker_role_to_sagemaker() -> None:
+    passes = [s for _, s in ALLOWS if "iam:PassRole" in _as_list(s["Action"])]
+    assert passes
+    for statement in passes:
+        assert statement["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+
+
+def _props(logical_id: str) -> dict[str, Any]:
+    return RESOLVER.resolve(TEMPLATE["Resources"][logical_id]["Properties"])
+
+
+def test_artifact_bucket_is_encrypted_versioned_private_and_tls_only() -> None:
+    bucket = _props("ArtifactBucket")
+    sse = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse["SSEAlgorithm"] in {"aws:kms", "AES256"}
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert set(bucket["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(bucket["PublicAccessBlockConfiguration"]) == 4
+    assert bucket["LoggingConfiguration"]["DestinationBucketName"]
+    deny = _props("ArtifactBucketPolicy")["PolicyDocument"]["Statement"][0]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert len(deny["Resource"]) == 2 and any(r.endswith("/*") for r in deny["Resource"])
+
+
+def test_ledger_table_fits_powertools_idempotency_and_is_protected() -> None:
+    table = _props("LedgerTable")
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert {(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]} == {
+        ("pk", "HASH"),
+        ("sk", "RANGE"),
+    }
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert table["SSESpecification"]["SSEEnabled"] is True
+
+
+def test_queues_and_topic_are_encrypted() -> None:
+    queues = [k for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::SQS::Queue"]
+    assert len(queues) == 3
+    assert all(_props(q).get("SqsManagedSseEnabled") or _props(q).get("KmsMasterKeyId") for q in queues)
+    assert _props("NotificationTopic")["KmsMasterKeyId"]
+
+
+def _documented_environment_variables() -> set[str]:
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("Environment variables", 1)[1].split("\n\n", 1)[0]
+    section = section.split(":", 1)[1]
+    return set(re.findall(r"\b[A-Z][A-Z0-9_]{2,}\b", section))
+
+
+def test_every_function_gets_the_documented_environment() -> None:
+    documented = _documented_environment_variables()
+    assert {"LEDGER_TABLE_NAME", "ROLLBACK_ALARM_NAMES", "TRANSFORM_INSTANCE_TYPE"} <= documented
+    environment = RESOLVER.resolve(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    assert documented <= set(environment), documented - set(environment)
+    assert environment["INPUT_DATA_URI"] == "s3://mlops-demo-ArtifactBucket-ABC123/data/"
+    assert environment["ROLLBACK_ALARM_NAMES"] == "mlops-demo-endpoint-5xx,mlops-demo-endpoint-latency"
+
+
+@pytest.mark.parametrize("function_id", ["StartPipelineFunction", "TrackFunction", "DeployFunction"])
+def test_function_runs_on_python312_traced_with_dead_letters_for_both_async_paths(function_id: str) -> None:
+    function = TEMPLATE["Resources"][function_id]
+    globals_ = TEMPLATE["Globals"]["Function"]
+    props = function["Properties"]
+    assert globals_["Runtime"] == "python3.12" and globals_["Architectures"] == ["x86_64"]
+    assert globals_["Tracing"] == "Active"
+    assert function["Metadata"]["BuildMethod"] == "makefile"
+    assert props["Handler"] == "app.lambda_handler"
+    assert (ROOT / props["CodeUri"] / "Makefile").is_file()
+    assert props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+    for event in props["Events"].values():
+        assert event["Properties"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+        assert event["Properties"]["DeadLetterConfig"]["Arn"]
+
+
+def test_deployment_guard_alarms_watch_the_endpoint() -> None:
+    alarms = {_props(k)["MetricName"]: _props(k) for k in ("EndpointErrorsAlarm", "EndpointLatencyAlarm")}
+    assert set(alarms) == {"Invocation5XXErrors", "ModelLatency"}
+    for alarm in alarms.values():
+        assert {"Name": "EndpointName", "Value": "mlops-demo-endpoint"} in alarm["Dimensions"]
+        assert alarm["Namespace"] == "AWS/SageMaker"
