@@ -6,6 +6,14 @@ from localcloud.aws.sagemaker import LineageStore, SageMakerExtensions
 from localcloud.aws.server import DEFAULT_ACCOUNT_ID, DEFAULT_REGION, EmbeddedAws, EventBus
 
 __all__ = [
-    "DEFAULT_ACCOUNT_ID", "DEFAULT_REGION", "AwsError", "EmbeddedAws", "EventBus", "LineageStore",
-    "LocalCodeCommit", "RawResponse", "RequestInfo", "SageMakerExtensions",
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_REGION",
+    "AwsError",
+    "EmbeddedAws",
+    "EventBus",
+    "LineageStore",
+    "LocalCodeCommit",
+    "RawResponse",
+    "RequestInfo",
+    "SageMakerExtensions",
 ]

@@ -54,9 +54,14 @@ class LocalCodeCommit:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         overrides = {
-            "CreateRepository": self._create_repository, "DeleteRepository": self._delete_repository,
-            "GetBranch": self._get_branch, "ListBranches": self._list_branches, "GetCommit": self._get_commit,
-            "GetDifferences": self._get_differences, "GetFolder": self._get_folder, "GetFile": self._get_file,
+            "CreateRepository": self._create_repository,
+            "DeleteRepository": self._delete_repository,
+            "GetBranch": self._get_branch,
+            "ListBranches": self._list_branches,
+            "GetCommit": self._get_commit,
+            "GetDifferences": self._get_differences,
+            "GetFolder": self._get_folder,
+            "GetFile": self._get_file,
             "GetBlob": self._get_blob,
         }
         for action, fn in overrides.items():
@@ -82,9 +87,15 @@ class LocalCodeCommit:
         git_dir = self.git_dir(repository_name)
         if not (git_dir / "HEAD").exists():
             self._git(None, "init", "--bare", "--quiet", str(git_dir))
-        (git_dir / METADATA_FILE).write_text(json.dumps(
-            {"repositoryName": repository_name, "repositoryDescription": description,
-             "repositoryId": metadata["repositoryId"]}))
+        (git_dir / METADATA_FILE).write_text(
+            json.dumps(
+                {
+                    "repositoryName": repository_name,
+                    "repositoryDescription": description,
+                    "repositoryId": metadata["repositoryId"],
+                }
+            )
+        )
         self._install_hook(repository_name)
         return metadata
 
@@ -120,7 +131,9 @@ class LocalCodeCommit:
         return repository.repository_metadata
 
     def _default_branch_on_disk(self, repository_name: str) -> str | None:
-        head = self._git(self.git_dir(repository_name), "symbolic-ref", "--quiet", "HEAD", check=False).strip()
+        head = self._git(
+            self.git_dir(repository_name), "symbolic-ref", "--quiet", "HEAD", check=False
+        ).strip()
         if head and self._rev(repository_name, head):
             return head.removeprefix("refs/heads/")
         return None
@@ -135,13 +148,19 @@ class LocalCodeCommit:
         return result.stdout if binary else result.stdout.decode("utf-8", "replace")
 
     def _rev(self, repository_name: str, spec: str) -> str | None:
-        out = self._git(self.git_dir(repository_name), "rev-parse", "--verify", "--quiet", "--end-of-options",
-                        spec, check=False)
+        out = self._git(
+            self.git_dir(repository_name),
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            spec,
+            check=False,
+        )
         return out.strip() or None
 
     def _object_type(self, repository_name: str, object_id: str) -> str | None:
-        out = self._git(self.git_dir(repository_name), "cat-file", "-t", object_id,
-                        check=False)
+        out = self._git(self.git_dir(repository_name), "cat-file", "-t", object_id, check=False)
         return out.strip() or None
 
     def resolve_commit(self, repository_name: str, specifier: str | None) -> str:
@@ -150,8 +169,10 @@ class LocalCodeCommit:
         if not specifier:
             specifier = metadata.get("defaultBranch")
             if not specifier:
-                raise AwsError("CommitDoesNotExistException",
-                               f"The repository {repository_name} does not contain any commits.")
+                raise AwsError(
+                    "CommitDoesNotExistException",
+                    f"The repository {repository_name} does not contain any commits.",
+                )
         candidates = [f"refs/heads/{specifier}^{{commit}}", f"refs/tags/{specifier}^{{commit}}"]
         if _HEX.match(specifier):
             candidates.append(f"{specifier}^{{commit}}")
@@ -159,8 +180,10 @@ class LocalCodeCommit:
             commit = self._rev(repository_name, candidate)
             if commit:
                 return commit
-        raise AwsError("CommitDoesNotExistException",
-                       f"Could not find a commit for the commit specifier {specifier} in {repository_name}.")
+        raise AwsError(
+            "CommitDoesNotExistException",
+            f"Could not find a commit for the commit specifier {specifier} in {repository_name}.",
+        )
 
     def _ls_tree(self, repository_name: str, treeish: str) -> list[tuple[str, str, str, str]]:
         out = self._git(self.git_dir(repository_name), "ls-tree", "-z", treeish)
@@ -187,8 +210,11 @@ class LocalCodeCommit:
                 continue
             detail: dict[str, Any] = {
                 "callerUserArn": f"arn:aws:iam::{self.aws.account_id}:root",
-                "referenceFullName": ref, "referenceName": reference_name, "referenceType": reference_type,
-                "repositoryId": metadata["repositoryId"], "repositoryName": name,
+                "referenceFullName": ref,
+                "referenceName": reference_name,
+                "referenceType": reference_type,
+                "repositoryId": metadata["repositoryId"],
+                "repositoryName": name,
             }
             if old == ZERO:
                 detail.update(event="referenceCreated", commitId=new)
@@ -200,8 +226,9 @@ class LocalCodeCommit:
                 # as CodeCommit does, the first branch pushed becomes the default branch
                 metadata["defaultBranch"] = reference_name
                 self._git(self.git_dir(name), "symbolic-ref", "HEAD", ref)
-            event = self.aws.emit_event("aws.codecommit", "CodeCommit Repository State Change", detail,
-                                        [metadata["Arn"]])
+            event = self.aws.emit_event(
+                "aws.codecommit", "CodeCommit Repository State Change", detail, [metadata["Arn"]]
+            )
             events.append(event["id"])
         return {"eventIds": events}
 
@@ -246,11 +273,15 @@ class LocalCodeCommit:
         if self._object_type(name, commit_id) != "commit":
             raise AwsError("CommitIdDoesNotExistException", f"Could not find commit {commit_id}")
         raw = self._git(self.git_dir(name), "cat-file", "commit", commit_id)
-        header, _, message = raw.partition("\n\n")
-        commit: dict[str, Any] = {"commitId": self._rev(name, commit_id), "parents": [], "message": message,
-                                  "additionalData": ""}
+        header, _sep, message = raw.partition("\n\n")
+        commit: dict[str, Any] = {
+            "commitId": self._rev(name, commit_id),
+            "parents": [],
+            "message": message,
+            "additionalData": "",
+        }
         for line in header.splitlines():
-            key, _, value = line.partition(" ")
+            key, _sep, value = line.partition(" ")
             if key == "tree":
                 commit["treeId"] = value
             elif key == "parent":
@@ -266,10 +297,14 @@ class LocalCodeCommit:
         if not params.get("afterCommitSpecifier"):
             raise AwsError("CommitRequiredException", "A commit specifier is required.")
         after = self.resolve_commit(name, params["afterCommitSpecifier"])
-        before = (self.resolve_commit(name, params["beforeCommitSpecifier"])
-                  if params.get("beforeCommitSpecifier") else EMPTY_TREE)
-        out = self._git(self.git_dir(name), "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id",
-                        before, after)
+        before = (
+            self.resolve_commit(name, params["beforeCommitSpecifier"])
+            if params.get("beforeCommitSpecifier")
+            else EMPTY_TREE
+        )
+        out = self._git(
+            self.git_dir(name), "diff-tree", "-r", "-z", "--no-renames", "--no-commit-id", before, after
+        )
         fields = out.split("\0")
         differences = []
         before_path = (params.get("beforePath") or "").strip("/")
@@ -289,7 +324,7 @@ class LocalCodeCommit:
             differences.append(difference)
         start = int(params["NextToken"]) if params.get("NextToken") else 0
         size = int(params.get("MaxResults") or 100)
-        page: dict[str, Any] = {"differences": differences[start:start + size]}
+        page: dict[str, Any] = {"differences": differences[start : start + size]}
         if start + size < len(differences):
             page["NextToken"] = str(start + size)
         return page
@@ -300,42 +335,77 @@ class LocalCodeCommit:
         folder = (params.get("folderPath") or "").strip("/")
         tree = self._rev(name, f"{commit}:{folder}" if folder else f"{commit}^{{tree}}")
         if tree is None or self._object_type(name, tree) != "tree":
-            raise AwsError("FolderDoesNotExistException",
-                           f"The folder {params.get('folderPath')} does not exist in commit {commit}.")
-        document: dict[str, Any] = {"commitId": commit, "folderPath": folder, "treeId": tree, "subFolders": [],
-                                    "files": [], "symbolicLinks": [], "subModules": []}
+            raise AwsError(
+                "FolderDoesNotExistException",
+                f"The folder {params.get('folderPath')} does not exist in commit {commit}.",
+            )
+        document: dict[str, Any] = {
+            "commitId": commit,
+            "folderPath": folder,
+            "treeId": tree,
+            "subFolders": [],
+            "files": [],
+            "symbolicLinks": [],
+            "subModules": [],
+        }
         for mode, kind, object_id, entry in self._ls_tree(name, tree):
             absolute = f"{folder}/{entry}" if folder else entry
             if kind == "tree":
-                document["subFolders"].append({"treeId": object_id, "absolutePath": absolute, "relativePath": entry})
+                document["subFolders"].append(
+                    {"treeId": object_id, "absolutePath": absolute, "relativePath": entry}
+                )
             elif kind == "commit":
-                document["subModules"].append({"commitId": object_id, "absolutePath": absolute,
-                                               "relativePath": entry})
+                document["subModules"].append(
+                    {"commitId": object_id, "absolutePath": absolute, "relativePath": entry}
+                )
             elif mode == "120000":
-                document["symbolicLinks"].append({"blobId": object_id, "absolutePath": absolute,
-                                                  "relativePath": entry, "fileMode": "SYMLINK"})
+                document["symbolicLinks"].append(
+                    {
+                        "blobId": object_id,
+                        "absolutePath": absolute,
+                        "relativePath": entry,
+                        "fileMode": "SYMLINK",
+                    }
+                )
             else:
-                document["files"].append({"blobId": object_id, "absolutePath": absolute, "relativePath": entry,
-                                          "fileMode": _FILE_MODES.get(mode, "NORMAL")})
+                document["files"].append(
+                    {
+                        "blobId": object_id,
+                        "absolutePath": absolute,
+                        "relativePath": entry,
+                        "fileMode": _FILE_MODES.get(mode, "NORMAL"),
+                    }
+                )
         return document
 
     def _get_file(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         name = params["repositoryName"]
         commit = self.resolve_commit(name, params.get("commitSpecifier"))
         path = (params.get("filePath") or "").strip("/")
-        parent, _, leaf = path.rpartition("/")
-        entries = self._ls_tree(name, f"{commit}:{parent}" if parent else f"{commit}^{{tree}}") \
-            if (not parent or self._rev(name, f"{commit}:{parent}")) else []
+        parent, _sep, leaf = path.rpartition("/")
+        entries = (
+            self._ls_tree(name, f"{commit}:{parent}" if parent else f"{commit}^{{tree}}")
+            if (not parent or self._rev(name, f"{commit}:{parent}"))
+            else []
+        )
         match = next((e for e in entries if e[3] == leaf and e[1] == "blob"), None)
         if not path or match is None:
-            raise AwsError("FileDoesNotExistException",
-                           f"The file {params.get('filePath')} does not exist in commit {commit}.")
-        mode, _, blob, _ = match
+            raise AwsError(
+                "FileDoesNotExistException",
+                f"The file {params.get('filePath')} does not exist in commit {commit}.",
+            )
+        mode, blob = match[0], match[2]
         content = self._git(self.git_dir(name), "cat-file", "blob", blob, binary=True)
         if len(content) > MAX_FILE_BYTES:
             raise AwsError("FileTooLargeException", f"The file {path} is larger than 6 MB; use GetBlob.")
-        return {"commitId": commit, "blobId": blob, "filePath": path, "fileMode": _FILE_MODES.get(mode, "NORMAL"),
-                "fileSize": len(content), "fileContent": base64.b64encode(content).decode("ascii")}
+        return {
+            "commitId": commit,
+            "blobId": blob,
+            "filePath": path,
+            "fileMode": _FILE_MODES.get(mode, "NORMAL"),
+            "fileSize": len(content),
+            "fileContent": base64.b64encode(content).decode("ascii"),
+        }
 
     def _get_blob(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         name, blob = params["repositoryName"], params.get("blobId", "")

@@ -89,12 +89,21 @@ def _s3_action(method: str, path: str, query: dict[str, str]) -> str:
         return "ListBuckets"
     has_key = len(parts) > 1
     if has_key:
-        return {"GET": "GetObject", "PUT": "PutObject", "HEAD": "HeadObject", "DELETE": "DeleteObject",
-                "POST": "PostObject"}.get(method, method)
+        return {
+            "GET": "GetObject",
+            "PUT": "PutObject",
+            "HEAD": "HeadObject",
+            "DELETE": "DeleteObject",
+            "POST": "PostObject",
+        }.get(method, method)
     if method == "GET":
         return "ListObjectsV2" if query.get("list-type") == "2" else "ListObjects"
-    return {"PUT": "CreateBucket", "HEAD": "HeadBucket", "DELETE": "DeleteBucket",
-            "POST": "DeleteObjects"}.get(method, method)
+    return {
+        "PUT": "CreateBucket",
+        "HEAD": "HeadBucket",
+        "DELETE": "DeleteBucket",
+        "POST": "DeleteObjects",
+    }.get(method, method)
 
 
 def decode_request(environ: dict[str, Any], body: bytes, default_region: str) -> RequestInfo:
@@ -124,26 +133,43 @@ def decode_request(environ: dict[str, Any], body: bytes, default_region: str) ->
         action = query.get("Action") or form.get("Action", "")
         if action:
             protocol = "query"
-    return RequestInfo(service=service, action=action, protocol=protocol, method=method, path=path,
-                       query=query, headers=headers, body=body, region=region,
-                       request_id=str(uuid.uuid4()))
+    return RequestInfo(
+        service=service,
+        action=action,
+        protocol=protocol,
+        method=method,
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        region=region,
+        request_id=str(uuid.uuid4()),
+    )
 
 
 def request_params(info: RequestInfo) -> dict[str, Any]:
     """The call's parameters: the JSON document, the flattened query form, or the REST members."""
+    params: dict[str, Any]
     if info.protocol == "json":
-        return json.loads(info.body or b"{}")
+        document = json.loads(info.body or b"{}")
+        return document if isinstance(document, dict) else {}
     if info.protocol == "query":
         params = dict(info.query)
         params.update(_flat_qs(info.body.decode("utf-8", "replace")))
         return params
     if info.service == "sagemaker-runtime":
         match = _RUNTIME_PATH.match(info.path)
-        params = {"EndpointName": match.group(1) if match else "", "Body": info.body,
-                  "ContentType": info.headers.get("content-type"), "Accept": info.headers.get("accept")}
-        for header, member in (("x-amzn-sagemaker-custom-attributes", "CustomAttributes"),
-                               ("x-amzn-sagemaker-target-variant", "TargetVariant"),
-                               ("x-amzn-sagemaker-inference-id", "InferenceId")):
+        params = {
+            "EndpointName": match.group(1) if match else "",
+            "Body": info.body,
+            "ContentType": info.headers.get("content-type"),
+            "Accept": info.headers.get("accept"),
+        }
+        for header, member in (
+            ("x-amzn-sagemaker-custom-attributes", "CustomAttributes"),
+            ("x-amzn-sagemaker-target-variant", "TargetVariant"),
+            ("x-amzn-sagemaker-inference-id", "InferenceId"),
+        ):
             if header in info.headers:
                 params[member] = info.headers[header]
         return params
@@ -195,14 +221,22 @@ def render_error(info: RequestInfo, error: AwsError) -> RawResponse:
     """Render an error so that botocore raises ClientError with the error's code and message."""
     if info.protocol in ("json", "rest-json", "unknown"):
         document = {"__type": error.code, "message": error.message, **error.extra}
-        headers = {"Content-Type": JSON_CONTENT_TYPE if info.protocol == "json" else "application/json",
-                   "x-amzn-ErrorType": error.code, "x-amzn-RequestId": info.request_id}
+        headers = {
+            "Content-Type": JSON_CONTENT_TYPE if info.protocol == "json" else "application/json",
+            "x-amzn-ErrorType": error.code,
+            "x-amzn-RequestId": info.request_id,
+        }
         return RawResponse(error.status, json.dumps(document, default=json_default).encode(), headers)
     fields = f"<Code>{escape(error.code)}</Code><Message>{escape(error.message)}</Message>"
     if info.protocol == "rest-xml":
-        xml = f"<?xml version='1.0' encoding='UTF-8'?><Error>{fields}<RequestId>{info.request_id}</RequestId></Error>"
+        request_id = f"<RequestId>{info.request_id}</RequestId>"
+        xml = f"<?xml version='1.0' encoding='UTF-8'?><Error>{fields}{request_id}</Error>"
     else:
         kind = "Sender" if error.status < 500 else "Receiver"
-        xml = (f"<ErrorResponse><Error><Type>{kind}</Type>{fields}</Error>"
-               f"<RequestId>{info.request_id}</RequestId></ErrorResponse>")
-    return RawResponse(error.status, xml.encode(), {"Content-Type": "text/xml", "x-amzn-RequestId": info.request_id})
+        xml = (
+            f"<ErrorResponse><Error><Type>{kind}</Type>{fields}</Error>"
+            f"<RequestId>{info.request_id}</RequestId></ErrorResponse>"
+        )
+    return RawResponse(
+        error.status, xml.encode(), {"Content-Type": "text/xml", "x-amzn-RequestId": info.request_id}
+    )

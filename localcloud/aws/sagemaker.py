@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import hashlib
 import threading
 import uuid
 from collections.abc import Callable
@@ -28,9 +27,15 @@ if TYPE_CHECKING:
 
 SOURCE = "aws.sagemaker"
 ENDPOINT_EVENT_STATUS = {
-    "OutOfService": "OUT_OF_SERVICE", "Creating": "CREATING", "Updating": "UPDATING",
-    "SystemUpdating": "SYSTEM_UPDATING", "RollingBack": "ROLLING_BACK", "InService": "IN_SERVICE",
-    "Deleting": "DELETING", "Failed": "FAILED", "UpdateRollbackFailed": "UPDATE_ROLLBACK_FAILED",
+    "OutOfService": "OUT_OF_SERVICE",
+    "Creating": "CREATING",
+    "Updating": "UPDATING",
+    "SystemUpdating": "SYSTEM_UPDATING",
+    "RollingBack": "ROLLING_BACK",
+    "InService": "IN_SERVICE",
+    "Deleting": "DELETING",
+    "Failed": "FAILED",
+    "UpdateRollbackFailed": "UPDATE_ROLLBACK_FAILED",
 }
 PIPELINE_TERMINAL = {"Succeeded", "Failed", "Stopped"}
 ASSOCIATION_TYPES = {"ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"}
@@ -67,11 +72,12 @@ def _as_datetime(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
-def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str,
-              default_max: int = 50) -> dict[str, Any]:
+def _paginate(
+    items: list[dict[str, Any]], params: dict[str, Any], key: str, default_max: int = 50
+) -> dict[str, Any]:
     start = int(base64.b64decode(params["NextToken"]).decode()) if params.get("NextToken") else 0
     size = int(params.get("MaxResults") or default_max)
-    page: dict[str, Any] = {key: items[start:start + size]}
+    page: dict[str, Any] = {key: items[start : start + size]}
     if start + size < len(items):
         page["NextToken"] = base64.b64encode(str(start + size).encode()).decode()
     return page
@@ -79,7 +85,9 @@ def _paginate(items: list[dict[str, Any]], params: dict[str, Any], key: str,
 
 def _sort(items: list[dict[str, Any]], params: dict[str, Any], by_name: str) -> list[dict[str, Any]]:
     field = by_name if params.get("SortBy") == "Name" else "CreationTime"
-    return sorted(items, key=lambda item: item.get(field) or "", reverse=params.get("SortOrder") != "Ascending")
+    return sorted(
+        items, key=lambda item: item.get(field) or "", reverse=params.get("SortOrder") != "Ascending"
+    )
 
 
 def _created_between(item: dict[str, Any], params: dict[str, Any]) -> bool:
@@ -107,15 +115,23 @@ class LineageStore:
         with self.lock:
             if kind == "artifact":
                 # artifacts are addressed by a generated id; their name is optional
-                arn = self.arn(kind, hashlib.md5(uuid.uuid4().bytes).hexdigest())
+                arn = self.arn(kind, uuid.uuid4().hex)
             else:
                 arn = self.arn(kind, str(name).lower())
                 if arn in self.entities:
-                    raise AwsError("ValidationException",
-                                   f"{self.KINDS[kind]} with name {name} already exists in the account.")
+                    raise AwsError(
+                        "ValidationException",
+                        f"{self.KINDS[kind]} with name {name} already exists in the account.",
+                    )
             moment = _now()
-            self.entities[arn] = {"Kind": kind, "Arn": arn, "Name": name, "CreationTime": moment,
-                                  "LastModifiedTime": moment, **fields}
+            self.entities[arn] = {
+                "Kind": kind,
+                "Arn": arn,
+                "Name": name,
+                "CreationTime": moment,
+                "LastModifiedTime": moment,
+                **fields,
+            }
             return arn
 
     def get(self, arn: str) -> dict[str, Any]:
@@ -125,8 +141,11 @@ class LineageStore:
         return entity
 
     def get_by_name(self, kind: str, name: str) -> dict[str, Any]:
-        entity = self.entities.get(self.arn(kind, name.lower())) if name and not name.startswith("arn:") \
+        entity = (
+            self.entities.get(self.arn(kind, name.lower()))
+            if name and not name.startswith("arn:")
             else self.entities.get(name)
+        )
         if entity is None or entity["Kind"] != kind:
             raise AwsError("ResourceNotFound", f"{self.KINDS[kind]} {name} does not exist.")
         return entity
@@ -139,8 +158,11 @@ class LineageStore:
                 del self.associations[key]
 
     def entity_type(self, entity: dict[str, Any]) -> str:
-        return {"artifact": entity.get("ArtifactType"), "context": entity.get("ContextType"),
-                "action": entity.get("ActionType")}[entity["Kind"]] or self.KINDS[entity["Kind"]]
+        return {
+            "artifact": entity.get("ArtifactType"),
+            "context": entity.get("ContextType"),
+            "action": entity.get("ActionType"),
+        }[entity["Kind"]] or self.KINDS[entity["Kind"]]
 
 
 class SageMakerExtensions:
@@ -163,13 +185,20 @@ class SageMakerExtensions:
             "UpdateModelPackage": self._update_model_package,
             "UpdateEndpoint": self._update_endpoint,
             "DescribeEndpoint": self._describe_endpoint,
-            "CreateArtifact": self._create_artifact, "DescribeArtifact": self._describe_artifact,
-            "ListArtifacts": self._list_artifacts, "DeleteArtifact": self._delete_artifact,
-            "CreateContext": self._create_context, "DescribeContext": self._describe_context,
-            "ListContexts": self._list_contexts, "DeleteContext": self._delete_context,
-            "CreateAction": self._create_action, "DescribeAction": self._describe_action,
-            "ListActions": self._list_actions, "DeleteAction": self._delete_action,
-            "AddAssociation": self._add_association, "DeleteAssociation": self._delete_association,
+            "CreateArtifact": self._create_artifact,
+            "DescribeArtifact": self._describe_artifact,
+            "ListArtifacts": self._list_artifacts,
+            "DeleteArtifact": self._delete_artifact,
+            "CreateContext": self._create_context,
+            "DescribeContext": self._describe_context,
+            "ListContexts": self._list_contexts,
+            "DeleteContext": self._delete_context,
+            "CreateAction": self._create_action,
+            "DescribeAction": self._describe_action,
+            "ListActions": self._list_actions,
+            "DeleteAction": self._delete_action,
+            "AddAssociation": self._add_association,
+            "DeleteAssociation": self._delete_association,
             "ListAssociations": self._list_associations,
         }
         for action, fn in overrides.items():
@@ -204,12 +233,18 @@ class SageMakerExtensions:
                     if execution.client_request_token == token:
                         return {"PipelineExecutionArn": arn}
             result = self.backend.start_pipeline_execution(
-                name, params.get("PipelineExecutionDisplayName"), params.get("PipelineParameters", []),
-                params.get("PipelineExecutionDescription"), params.get("ParallelismConfiguration"), token)
+                name,
+                params.get("PipelineExecutionDisplayName"),
+                params.get("PipelineParameters", []),
+                params.get("PipelineExecutionDescription"),
+                params.get("ParallelismConfiguration"),
+                token,
+            )
             execution = pipeline.pipeline_executions[result["PipelineExecutionArn"]]
             execution.pipeline_execution_status = "Executing"
             execution.pipeline_execution_display_name = (
-                execution.pipeline_execution_display_name or result["PipelineExecutionArn"].rsplit("/", 1)[-1])
+                execution.pipeline_execution_display_name or result["PipelineExecutionArn"].rsplit("/", 1)[-1]
+            )
             return {"PipelineExecutionArn": result["PipelineExecutionArn"]}
 
     def _list_pipeline_executions(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
@@ -225,9 +260,12 @@ class SageMakerExtensions:
                 start = start.replace(tzinfo=dt.UTC)
             if (after and start <= after) or (before and start >= before):
                 continue
-            summary = {"PipelineExecutionArn": arn, "StartTime": start,
-                       "PipelineExecutionStatus": execution.pipeline_execution_status,
-                       "PipelineExecutionDisplayName": execution.pipeline_execution_display_name}
+            summary = {
+                "PipelineExecutionArn": arn,
+                "StartTime": start,
+                "PipelineExecutionStatus": execution.pipeline_execution_status,
+                "PipelineExecutionDisplayName": execution.pipeline_execution_display_name,
+            }
             if execution.pipeline_execution_description:
                 summary["PipelineExecutionDescription"] = execution.pipeline_execution_description
             if execution.pipeline_execution_failure_reason:
@@ -242,14 +280,17 @@ class SageMakerExtensions:
             execution = self.find_pipeline_execution(arn)
             status = execution.pipeline_execution_status
             if status in PIPELINE_TERMINAL:
-                raise AwsError("ValidationException",
-                               f"Pipeline execution {arn} is in status {status} and cannot be stopped.")
+                raise AwsError(
+                    "ValidationException",
+                    f"Pipeline execution {arn} is in status {status} and cannot be stopped.",
+                )
             if status != "Stopping":
                 self.set_pipeline_execution_status(arn, "Stopping")
         return {"PipelineExecutionArn": arn}
 
-    def set_pipeline_execution_status(self, execution_arn: str, status: str,
-                                      failure_reason: str | None = None) -> None:
+    def set_pipeline_execution_status(
+        self, execution_arn: str, status: str, failure_reason: str | None = None
+    ) -> None:
         """Set an execution's status and emit the pipeline execution status change event if it changed."""
         with self.lock:
             execution = self.find_pipeline_execution(execution_arn)
@@ -263,16 +304,22 @@ class SageMakerExtensions:
         pipeline_arn = execution_arn.split("/execution/")[0]
         detail: dict[str, Any] = {
             "pipelineExecutionDisplayName": execution.pipeline_execution_display_name,
-            "currentPipelineExecutionStatus": status, "previousPipelineExecutionStatus": previous,
+            "currentPipelineExecutionStatus": status,
+            "previousPipelineExecutionStatus": previous,
             "executionStartTime": _iso(execution.start_time),
-            "pipelineArn": pipeline_arn, "pipelineExecutionArn": execution_arn,
+            "pipelineArn": pipeline_arn,
+            "pipelineExecutionArn": execution_arn,
         }
         if status in PIPELINE_TERMINAL:
             detail["executionEndTime"] = _iso(_now())
         if execution.pipeline_execution_description:
             detail["pipelineExecutionDescription"] = execution.pipeline_execution_description
-        self.aws.emit_event(SOURCE, "SageMaker Model Building Pipeline Execution Status Change", detail,
-                            [pipeline_arn, execution_arn])
+        self.aws.emit_event(
+            SOURCE,
+            "SageMaker Model Building Pipeline Execution Status Change",
+            detail,
+            [pipeline_arn, execution_arn],
+        )
 
     def put_pipeline_execution_step(self, execution_arn: str, step: dict[str, Any]) -> None:
         """Insert or replace (by StepName) a step as ListPipelineExecutionSteps returns it."""
@@ -286,8 +333,10 @@ class SageMakerExtensions:
         with self.lock:
             steps = list(self._steps.get(arn, {}).values())
         epoch = dt.datetime.fromtimestamp(0, dt.UTC)
-        steps.sort(key=lambda s: _as_datetime(s.get("StartTime")) or epoch,
-                   reverse=params.get("SortOrder") != "Ascending")
+        steps.sort(
+            key=lambda s: _as_datetime(s.get("StartTime")) or epoch,
+            reverse=params.get("SortOrder") != "Ascending",
+        )
         return _paginate(steps, params, "PipelineExecutionSteps")
 
     # model packages ------------------------------------------------------------------------------
@@ -299,10 +348,13 @@ class SageMakerExtensions:
             metadata = dict(package.customer_metadata_properties or {})
             metadata.update(params.get("CustomerMetadataProperties") or {})
             self.backend.update_model_package(
-                arn, params.get("ModelApprovalStatus") or before,
-                params.get("ApprovalDescription", package.approval_description), metadata,
+                arn,
+                params.get("ModelApprovalStatus") or before,
+                params.get("ApprovalDescription", package.approval_description),
+                metadata,
                 params.get("CustomerMetadataPropertiesToRemove"),
-                params.get("AdditionalInferenceSpecificationsToAdd"))
+                params.get("AdditionalInferenceSpecificationsToAdd"),
+            )
             if package.customer_metadata_properties is None:
                 package.customer_metadata_properties = {}
             after = package.model_approval_status
@@ -319,21 +371,24 @@ class SageMakerExtensions:
         detail = {key: _epoch_ms(value) for key, value in document.items() if value not in (None, [], {})}
         detail.setdefault("ModelPackageStatus", "Completed")
         detail.setdefault("CertifyForMarketplace", False)
-        return self.aws.emit_event(SOURCE, "SageMaker Model Package State Change", detail,
-                                   [document["ModelPackageArn"]])
+        return self.aws.emit_event(
+            SOURCE, "SageMaker Model Package State Change", detail, [document["ModelPackageArn"]]
+        )
 
     # endpoints -----------------------------------------------------------------------------------
     def _endpoint(self, name: str) -> Any:
         endpoint = self.backend.endpoints.get(name)
         if endpoint is None:
-            raise AwsError("ValidationException", f"Could not find endpoint \"{name}\".")
+            raise AwsError("ValidationException", f'Could not find endpoint "{name}".')
         return endpoint
 
     def _config(self, name: str) -> dict[str, Any]:
         try:
             return dict(self.backend.describe_endpoint_config(name))
         except Exception as error:
-            raise AwsError("ValidationException", f"Could not find endpoint configuration \"{name}\".") from error
+            raise AwsError(
+                "ValidationException", f'Could not find endpoint configuration "{name}".'
+            ) from error
 
     def _on_create_endpoint(self, params: dict[str, Any], _: dict[str, Any]) -> None:
         name = params["EndpointName"]
@@ -351,14 +406,18 @@ class SageMakerExtensions:
             endpoint = self._endpoint(name)
             config = self._config(config_name)
             if endpoint.endpoint_status != "InService":
-                raise AwsError("ValidationException",
-                               f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+                raise AwsError("ValidationException", f'Cannot update in-progress endpoint "{endpoint.arn}".')
             extra = self._endpoint_extra.setdefault(name, {})
             deployment = params.get("DeploymentConfig")
             if deployment is None and params.get("RetainDeploymentConfig"):
                 deployment = extra.get("DeploymentConfig")
-            extra.update({"PendingConfigName": config_name, "PendingConfig": config,
-                          "PreviousConfigName": endpoint.endpoint_config_name})
+            extra.update(
+                {
+                    "PendingConfigName": config_name,
+                    "PendingConfig": config,
+                    "PreviousConfigName": endpoint.endpoint_config_name,
+                }
+            )
             extra.pop("FailureReason", None)
             if deployment is not None:
                 extra["DeploymentConfig"] = deployment
@@ -367,8 +426,9 @@ class SageMakerExtensions:
             self.complete_endpoint_update(name)
         return {"EndpointArn": endpoint.arn}
 
-    def complete_endpoint_update(self, endpoint_name: str, succeeded: bool = True,
-                                 failure_reason: str | None = None) -> None:
+    def complete_endpoint_update(
+        self, endpoint_name: str, succeeded: bool = True, failure_reason: str | None = None
+    ) -> None:
         """Finish an UpdateEndpoint: switch to the new config, or roll back to the old one (succeeded=False).
 
         Either way the endpoint ends InService; a rollback keeps the old config and records the reason.
@@ -381,7 +441,9 @@ class SageMakerExtensions:
                 raise AwsError("ValidationException", f"Endpoint {endpoint_name} has no update in progress.")
             if succeeded:
                 endpoint.endpoint_config_name = config_name
-                endpoint.production_variants = endpoint._process_production_variants(config["ProductionVariants"])
+                endpoint.production_variants = endpoint._process_production_variants(
+                    config["ProductionVariants"]
+                )
                 endpoint.data_capture_config = config.get("DataCaptureConfig")
                 if "DeploymentConfig" in extra:
                     extra["LastDeploymentConfig"] = extra["DeploymentConfig"]
@@ -399,12 +461,16 @@ class SageMakerExtensions:
                 endpoint.failure_reason = failure_reason
                 self._endpoint_extra.setdefault(endpoint_name, {})["FailureReason"] = failure_reason
             tags = {tag["Key"]: tag["Value"] for tag in (endpoint.tags or [])}
-            detail = {"EndpointName": endpoint.endpoint_name, "EndpointArn": endpoint.arn,
-                      "EndpointConfigName": endpoint.endpoint_config_name,
-                      "ProductionVariants": endpoint.production_variants,
-                      "EndpointStatus": ENDPOINT_EVENT_STATUS.get(status, status),
-                      "CreationTime": _epoch_ms(endpoint.creation_time),
-                      "LastModifiedTime": _epoch_ms(endpoint.last_modified_time), "Tags": tags}
+            detail = {
+                "EndpointName": endpoint.endpoint_name,
+                "EndpointArn": endpoint.arn,
+                "EndpointConfigName": endpoint.endpoint_config_name,
+                "ProductionVariants": endpoint.production_variants,
+                "EndpointStatus": ENDPOINT_EVENT_STATUS.get(status, status),
+                "CreationTime": _epoch_ms(endpoint.creation_time),
+                "LastModifiedTime": _epoch_ms(endpoint.last_modified_time),
+                "Tags": tags,
+            }
             if failure_reason:
                 detail["FailureReason"] = failure_reason
         self.aws.emit_event(SOURCE, "SageMaker Endpoint State Change", detail, [endpoint.arn])
@@ -421,10 +487,17 @@ class SageMakerExtensions:
             if extra.get("PendingConfigName"):
                 document["PendingDeploymentSummary"] = {
                     "EndpointConfigName": extra["PendingConfigName"],
-                    "ProductionVariants": [{"VariantName": v["VariantName"], "VariantStatus": [
-                        {"Status": "Creating", "StartTime": endpoint.last_modified_time}]}
-                        for v in extra["PendingConfig"]["ProductionVariants"]],
-                    "StartTime": endpoint.last_modified_time}
+                    "ProductionVariants": [
+                        {
+                            "VariantName": v["VariantName"],
+                            "VariantStatus": [
+                                {"Status": "Creating", "StartTime": endpoint.last_modified_time}
+                            ],
+                        }
+                        for v in extra["PendingConfig"]["ProductionVariants"]
+                    ],
+                    "StartTime": endpoint.last_modified_time,
+                }
         document.pop("Tags", None)
         return {k: v for k, v in document.items() if v not in (None, "", [None])}
 
@@ -449,18 +522,28 @@ class SageMakerExtensions:
         if endpoint is None or invoker is None:
             raise AwsError("ValidationError", f"Endpoint {name} of account {self.aws.account_id} not found.")
         if endpoint.endpoint_status not in ("InService", "Updating", "SystemUpdating", "RollingBack"):
-            raise AwsError("ValidationError",
-                           f"Endpoint {name} of account {self.aws.account_id} is not in service "
-                           f"({endpoint.endpoint_status}).")
-        status, body, content_type = invoker(name, params["Body"], params.get("ContentType"), params.get("Accept"))
+            raise AwsError(
+                "ValidationError",
+                f"Endpoint {name} of account {self.aws.account_id} is not in service "
+                f"({endpoint.endpoint_status}).",
+            )
+        status, body, content_type = invoker(
+            name, params["Body"], params.get("ContentType"), params.get("Accept")
+        )
         if status >= 400:
             original = body.decode("utf-8", "replace")
-            raise AwsError("ModelError",
-                           f"Received client error ({status}) from primary with message \"{original}\".",
-                           424, {"OriginalStatusCode": status, "OriginalMessage": original})
-        variant = endpoint.production_variants[0]["VariantName"] if endpoint.production_variants else "AllTraffic"
-        return RawResponse(200, body, {"Content-Type": content_type,
-                                       "x-Amzn-Invoked-Production-Variant": variant})
+            raise AwsError(
+                "ModelError",
+                f'Received client error ({status}) from primary with message "{original}".',
+                424,
+                {"OriginalStatusCode": status, "OriginalMessage": original},
+            )
+        variant = (
+            endpoint.production_variants[0]["VariantName"] if endpoint.production_variants else "AllTraffic"
+        )
+        return RawResponse(
+            200, body, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}
+        )
 
     # transform jobs ------------------------------------------------------------------------------
     def _on_create_transform_job(self, params: dict[str, Any], _: dict[str, Any]) -> None:
@@ -482,13 +565,19 @@ class SageMakerExtensions:
             if failure_reason is not None:
                 job.failure_reason = failure_reason
             detail = {
-                "TransformJobName": job.transform_job_name, "TransformJobArn": job.arn,
-                "TransformJobStatus": status, "ModelName": job.model_name,
+                "TransformJobName": job.transform_job_name,
+                "TransformJobArn": job.arn,
+                "TransformJobStatus": status,
+                "ModelName": job.model_name,
                 "MaxConcurrentTransforms": job.max_concurrent_transforms,
-                "MaxPayloadInMB": job.max_payload_in_mb, "BatchStrategy": job.batch_strategy,
-                "Environment": job.environment or {}, "TransformInput": job.transform_input,
-                "TransformOutput": job.transform_output, "TransformResources": job.transform_resources,
-                "CreationTime": _epoch_ms(job.creation_time), "TransformStartTime": _epoch_ms(job.transform_start_time),
+                "MaxPayloadInMB": job.max_payload_in_mb,
+                "BatchStrategy": job.batch_strategy,
+                "Environment": job.environment or {},
+                "TransformInput": job.transform_input,
+                "TransformOutput": job.transform_output,
+                "TransformResources": job.transform_resources,
+                "CreationTime": _epoch_ms(job.creation_time),
+                "TransformStartTime": _epoch_ms(job.transform_start_time),
                 "DataProcessing": job.data_processing,
                 "Tags": {tag["Key"]: tag["Value"] for tag in (job.tags or [])},
             }
@@ -503,24 +592,41 @@ class SageMakerExtensions:
     def _create_artifact(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         if not params.get("Source", {}).get("SourceUri") or not params.get("ArtifactType"):
             raise AwsError("ValidationException", "Source.SourceUri and ArtifactType are required.")
-        fields = {k: params[k] for k in ("Source", "ArtifactType", "Properties", "MetadataProperties", "Tags")
-                  if k in params}
+        fields: dict[str, Any] = {
+            k: params[k]
+            for k in ("Source", "ArtifactType", "Properties", "MetadataProperties", "Tags")
+            if k in params
+        }
         return {"ArtifactArn": self.lineage.create("artifact", params.get("ArtifactName"), fields)}
 
     def _create_context(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         for key in ("ContextName", "Source", "ContextType"):
             if not params.get(key):
                 raise AwsError("ValidationException", f"{key} is required.")
-        fields = {k: params[k] for k in ("Source", "ContextType", "Description", "Properties", "Tags")
-                  if k in params}
+        fields: dict[str, Any] = {
+            k: params[k]
+            for k in ("Source", "ContextType", "Description", "Properties", "Tags")
+            if k in params
+        }
         return {"ContextArn": self.lineage.create("context", params["ContextName"], fields)}
 
     def _create_action(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         for key in ("ActionName", "Source", "ActionType"):
             if not params.get(key):
                 raise AwsError("ValidationException", f"{key} is required.")
-        fields = {k: params[k] for k in ("Source", "ActionType", "Description", "Status", "Properties",
-                                         "MetadataProperties", "Tags") if k in params}
+        fields: dict[str, Any] = {
+            k: params[k]
+            for k in (
+                "Source",
+                "ActionType",
+                "Description",
+                "Status",
+                "Properties",
+                "MetadataProperties",
+                "Tags",
+            )
+            if k in params
+        }
         fields.setdefault("Status", "Unknown")
         return {"ActionArn": self.lineage.create("action", params["ActionName"], fields)}
 
@@ -543,8 +649,9 @@ class SageMakerExtensions:
     def _describe_action(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         return self._public(self.lineage.get_by_name("action", params["ActionName"]), "action")
 
-    def _list(self, kind: str, params: dict[str, Any], type_key: str, summary_keys: tuple[str, ...],
-              list_key: str) -> dict[str, Any]:
+    def _list(
+        self, kind: str, params: dict[str, Any], type_key: str, summary_keys: tuple[str, ...], list_key: str
+    ) -> dict[str, Any]:
         with self.lineage.lock:
             entities = [e for e in self.lineage.entities.values() if e["Kind"] == kind]
         if params.get("SourceUri"):
@@ -567,15 +674,26 @@ class SageMakerExtensions:
         return self._list("context", params, "ContextType", keys, "ContextSummaries")
 
     def _list_actions(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
-        keys = ("ActionArn", "ActionName", "Source", "ActionType", "Status", "CreationTime", "LastModifiedTime")
+        keys = (
+            "ActionArn",
+            "ActionName",
+            "Source",
+            "ActionType",
+            "Status",
+            "CreationTime",
+            "LastModifiedTime",
+        )
         return self._list("action", params, "ActionType", keys, "ActionSummaries")
 
     def _delete_artifact(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         arn = params.get("ArtifactArn")
         if not arn:
             uri = params.get("Source", {}).get("SourceUri")
-            matches = [a for a, e in self.lineage.entities.items()
-                       if e["Kind"] == "artifact" and e.get("Source", {}).get("SourceUri") == uri]
+            matches = [
+                a
+                for a, e in self.lineage.entities.items()
+                if e["Kind"] == "artifact" and e.get("Source", {}).get("SourceUri") == uri
+            ]
             if not matches:
                 raise AwsError("ResourceNotFound", f"Artifact with source {uri} does not exist.")
             arn = matches[0]
@@ -600,7 +718,8 @@ class SageMakerExtensions:
         with self.lineage.lock:
             source, destination = self.lineage.get(source_arn), self.lineage.get(destination_arn)
             self.lineage.associations[(source_arn, destination_arn)] = {
-                "SourceArn": source_arn, "DestinationArn": destination_arn,
+                "SourceArn": source_arn,
+                "DestinationArn": destination_arn,
                 "SourceType": self.lineage.entity_type(source),
                 "DestinationType": self.lineage.entity_type(destination),
                 "AssociationType": association_type or "AssociatedWith",
@@ -624,7 +743,11 @@ class SageMakerExtensions:
             if params.get(key):
                 associations = [a for a in associations if a.get(key) == params[key]]
         associations = [a for a in associations if _created_between(a, params)]
-        field = {"SourceArn": "SourceArn", "DestinationArn": "DestinationArn", "SourceType": "SourceType",
-                 "DestinationType": "DestinationType"}.get(params.get("SortBy", ""), "CreationTime")
+        field = {
+            "SourceArn": "SourceArn",
+            "DestinationArn": "DestinationArn",
+            "SourceType": "SourceType",
+            "DestinationType": "DestinationType",
+        }.get(params.get("SortBy", ""), "CreationTime")
         associations.sort(key=lambda a: a[field], reverse=params.get("SortOrder") != "Ascending")
         return _paginate(associations, params, "AssociationSummaries")

@@ -80,19 +80,40 @@ class EventBus:
 
         return unsubscribe
 
-    def emit(self, source: str, detail_type: str, detail: dict[str, Any],
-             resources: Iterable[str] = (), time: dt.datetime | None = None) -> dict[str, Any]:
+    def emit(
+        self,
+        source: str,
+        detail_type: str,
+        detail: dict[str, Any],
+        resources: Iterable[str] = (),
+        time: dt.datetime | None = None,
+    ) -> dict[str, Any]:
         """Put an event on the default bus (moto's PutEvents) and deliver it to subscribers."""
         moment = time or dt.datetime.now(dt.UTC)
-        entry = {"Source": source, "DetailType": detail_type, "Detail": json.dumps(detail, default=str),
-                 "Resources": list(resources), "EventBusName": "default"}
+        entry: dict[str, Any] = {
+            "Source": source,
+            "DetailType": detail_type,
+            "Detail": json.dumps(detail, default=str),
+            "Resources": list(resources),
+            "EventBusName": "default",
+        }
         results = get_backend("events")[self.account_id][self.region].put_events([entry])
         event_id = results[0].get("EventId") if results else None
         if not event_id:
-            raise AwsError(results[0].get("ErrorCode", "InternalException"), results[0].get("ErrorMessage", ""))
-        event = {"version": "0", "id": event_id, "detail-type": detail_type, "source": source,
-                 "account": self.account_id, "time": _utc_iso(moment), "region": self.region,
-                 "resources": list(resources), "detail": json.loads(entry["Detail"])}
+            raise AwsError(
+                results[0].get("ErrorCode", "InternalException"), results[0].get("ErrorMessage", "")
+            )
+        event = {
+            "version": "0",
+            "id": event_id,
+            "detail-type": detail_type,
+            "source": source,
+            "account": self.account_id,
+            "time": _utc_iso(moment),
+            "region": self.region,
+            "resources": list(resources),
+            "detail": json.loads(entry["Detail"]),
+        }
         self.deliver(event)
         return event
 
@@ -146,7 +167,7 @@ class _Middleware:
         environ["wsgi.input"] = io.BytesIO(body)
         path = environ.get("PATH_INFO", "/")
         if path.startswith(INTERNAL_PREFIX):
-            return self._internal(path[len(INTERNAL_PREFIX):], body, start_response)
+            return self._internal(path[len(INTERNAL_PREFIX) :], body, start_response)
         info = decode_request(environ, body, self.aws.region)
         override = self.aws._overrides.get((info.service, info.action))
         if override is not None:
@@ -248,8 +269,14 @@ class EmbeddedAws:
     (see ``sagemaker``).
     """
 
-    def __init__(self, work_dir: str | Path | None = None, port: int = 0, host: str = "127.0.0.1",
-                 account_id: str = DEFAULT_ACCOUNT_ID, region: str = DEFAULT_REGION):
+    def __init__(
+        self,
+        work_dir: str | Path | None = None,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        region: str = DEFAULT_REGION,
+    ):
         self.host = host
         self.account_id = account_id
         self.region = region
@@ -275,8 +302,13 @@ class EmbeddedAws:
     def start(self) -> EmbeddedAws:
         if self._server is not None:
             return self
-        self._server = make_server(self.host, self._requested_port, _Middleware(self), threaded=True,
-                                   request_handler=_QuietRequestHandler)
+        self._server = make_server(
+            self.host,
+            self._requested_port,
+            _Middleware(self),
+            threaded=True,
+            request_handler=_QuietRequestHandler,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="localcloud-aws", daemon=True)
         self._thread.start()
         if self.codecommit is not None:
@@ -311,8 +343,13 @@ class EmbeddedAws:
 
     def client_env(self) -> dict[str, str]:
         """Environment variables that point boto3 and the AWS CLI at this server."""
-        return {"AWS_ENDPOINT_URL": self.endpoint_url, "AWS_DEFAULT_REGION": self.region,
-                "AWS_REGION": self.region, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
 
     # extension points ----------------------------------------------------------------------------
     def register_override(self, service: str, action: str, fn: Override) -> None:
@@ -336,8 +373,9 @@ class EmbeddedAws:
         """Serve ``POST /_localcloud/<name>`` (JSON in, JSON out) for local helpers such as git hooks."""
         self._internal_routes[name] = fn
 
-    def emit_event(self, source: str, detail_type: str, detail: dict[str, Any],
-                   resources: Iterable[str] = ()) -> dict[str, Any]:
+    def emit_event(
+        self, source: str, detail_type: str, detail: dict[str, Any], resources: Iterable[str] = ()
+    ) -> dict[str, Any]:
         """Put an event on the default bus as EventBridge delivers it; returns the event."""
         return self.events.emit(source, detail_type, detail, resources)
 
@@ -351,22 +389,32 @@ class EmbeddedAws:
 
     def backend(self, service: str) -> Any:
         """Moto's backend of ``service`` for this account and region (e.g. ``backend("sagemaker")``)."""
-        return get_backend(service)[self.account_id][self.region]  # type: ignore[arg-type]
+        return get_backend(service)[self.account_id][self.region]  # type: ignore[call-overload]
 
     def _forward_put_events(self, params: dict[str, Any], response: dict[str, Any]) -> None:
         for entry, result in zip(params.get("Entries", []), response.get("Entries", []), strict=False):
             if not result.get("EventId") or entry.get("EventBusName") not in (None, "", "default"):
                 continue
             when = entry.get("Time")
-            moment = (dt.datetime.fromtimestamp(float(when), dt.UTC) if when is not None
-                      else dt.datetime.now(dt.UTC))
+            moment = (
+                dt.datetime.fromtimestamp(float(when), dt.UTC)
+                if when is not None
+                else dt.datetime.now(dt.UTC)
+            )
             try:
                 detail = json.loads(entry.get("Detail") or "{}")
             except ValueError:
                 continue
-            self.events.deliver({
-                "version": "0", "id": result["EventId"], "detail-type": entry.get("DetailType"),
-                "source": entry.get("Source"), "account": self.account_id, "time": _utc_iso(moment),
-                "region": self.region, "resources": entry.get("Resources", []), "detail": detail,
-            })
-
+            self.events.deliver(
+                {
+                    "version": "0",
+                    "id": result["EventId"],
+                    "detail-type": entry.get("DetailType"),
+                    "source": entry.get("Source"),
+                    "account": self.account_id,
+                    "time": _utc_iso(moment),
+                    "region": self.region,
+                    "resources": entry.get("Resources", []),
+                    "detail": detail,
+                }
+            )

@@ -25,8 +25,9 @@ def embedded_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedA
 
 @pytest.fixture(scope="session")
 def aws_session() -> boto3.session.Session:
-    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                 region_name="us-east-1")
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -58,8 +59,11 @@ class EventRecorder:
     def of(self, detail_type: str, **detail: Any) -> list[dict[str, Any]]:
         assert self.aws.wait_for_events(10)
         with self._lock:
-            return [e for e in self.events if e["detail-type"] == detail_type
-                    and all(e["detail"].get(k) == v for k, v in detail.items())]
+            return [
+                e
+                for e in self.events
+                if e["detail-type"] == detail_type and all(e["detail"].get(k) == v for k, v in detail.items())
+            ]
 
 
 @pytest.fixture
@@ -80,13 +84,20 @@ class WorkingCopy:
 
     def __init__(self, path: Path):
         self.path = path
-        self.env = {**os.environ, "GIT_AUTHOR_NAME": "Dev", "GIT_AUTHOR_EMAIL": "dev@example.com",
-                    "GIT_COMMITTER_NAME": "Dev", "GIT_COMMITTER_EMAIL": "dev@example.com",
-                    "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(path.parent)}
+        self.env = {
+            **os.environ,
+            "GIT_AUTHOR_NAME": "Dev",
+            "GIT_AUTHOR_EMAIL": "dev@example.com",
+            "GIT_COMMITTER_NAME": "Dev",
+            "GIT_COMMITTER_EMAIL": "dev@example.com",
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "HOME": str(path.parent),
+        }
 
     def git(self, *args: str) -> str:
-        result = subprocess.run(["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True,
-                                check=True)
+        result = subprocess.run(
+            ["git", *args], cwd=self.path, env=self.env, capture_output=True, text=True, check=True
+        )
         return result.stdout.strip()
 
     def write(self, relative: str, content: str | bytes, executable: bool = False) -> None:
@@ -113,4 +124,3 @@ def working_copy(tmp_path: Path) -> Callable[[str], WorkingCopy]:
         return copy
 
     return make
-

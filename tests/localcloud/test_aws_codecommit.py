@@ -38,8 +38,17 @@ def test_first_push_emits_reference_created_with_the_pushed_commit(repo, events)
     assert event["detail"]["referenceFullName"] == "refs/heads/main"
     assert event["detail"]["referenceType"] == "branch"
     assert event["detail"]["repositoryId"] == metadata["repositoryId"]
-    assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources",
-                          "detail"}
+    assert set(event) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
 
 
 def test_second_push_emits_reference_updated_with_old_and_new_commit(repo, events):
@@ -109,11 +118,15 @@ def test_get_differences_lists_changes_between_commits_as_git_does(history, clie
     name, copy, first, second = history
 
     differences = client("codecommit").get_differences(
-        repositoryName=name, beforeCommitSpecifier=first, afterCommitSpecifier=second)["differences"]
+        repositoryName=name, beforeCommitSpecifier=first, afterCommitSpecifier=second
+    )["differences"]
 
     by_path = {(d.get("afterBlob") or d["beforeBlob"])["path"]: d for d in differences}
     assert {p: d["changeType"] for p, d in by_path.items()} == {
-        "training_code/train.py": "M", "training_code/lib/util.py": "A", "docs/old.md": "D"}
+        "training_code/train.py": "M",
+        "training_code/lib/util.py": "A",
+        "docs/old.md": "D",
+    }
     modified = by_path["training_code/train.py"]
     assert modified["beforeBlob"]["blobId"] == copy.git("rev-parse", f"{first}:training_code/train.py")
     assert modified["afterBlob"]["blobId"] == copy.git("rev-parse", f"{second}:training_code/train.py")
@@ -126,22 +139,36 @@ def test_get_differences_without_before_commit_lists_every_file_as_added(history
     name, _, first, _ = history
 
     differences = client("codecommit").get_differences(repositoryName=name, afterCommitSpecifier=first)[
-        "differences"]
+        "differences"
+    ]
 
     assert sorted(d["afterBlob"]["path"] for d in differences) == [
-        "README.md", "docs/old.md", "training_code/run.sh", "training_code/train.py"]
+        "README.md",
+        "docs/old.md",
+        "training_code/run.sh",
+        "training_code/train.py",
+    ]
     assert {d["changeType"] for d in differences} == {"A"}
 
 
 def test_get_differences_filters_by_path_and_paginates(history, client):
-    name, _, first, second = history
+    name, _, first, _ = history
     codecommit = client("codecommit")
 
-    page = codecommit.get_differences(repositoryName=name, beforeCommitSpecifier=first,
-                                      afterCommitSpecifier="main", afterPath="training_code", MaxResults=1)
-    rest = codecommit.get_differences(repositoryName=name, beforeCommitSpecifier=first,
-                                      afterCommitSpecifier="main", afterPath="training_code",
-                                      NextToken=page["NextToken"])
+    page = codecommit.get_differences(
+        repositoryName=name,
+        beforeCommitSpecifier=first,
+        afterCommitSpecifier="main",
+        afterPath="training_code",
+        MaxResults=1,
+    )
+    rest = codecommit.get_differences(
+        repositoryName=name,
+        beforeCommitSpecifier=first,
+        afterCommitSpecifier="main",
+        afterPath="training_code",
+        NextToken=page["NextToken"],
+    )
 
     paths = [d["afterBlob"]["path"] for d in page["differences"] + rest["differences"]]
     assert sorted(paths) == ["training_code/lib/util.py", "training_code/train.py"]
@@ -151,18 +178,22 @@ def test_get_differences_filters_by_path_and_paginates(history, client):
 def test_get_folder_lists_files_and_subfolders_of_the_commit(history, client):
     name, copy, _, second = history
 
-    folder = client("codecommit").get_folder(repositoryName=name, commitSpecifier="main",
-                                             folderPath="/training_code")
+    folder = client("codecommit").get_folder(
+        repositoryName=name, commitSpecifier="main", folderPath="/training_code"
+    )
 
     assert folder["commitId"] == second
     assert folder["treeId"] == copy.git("rev-parse", f"{second}:training_code")
     assert {f["relativePath"]: f["fileMode"] for f in folder["files"]} == {
-        "train.py": "NORMAL", "run.sh": "EXECUTABLE"}
+        "train.py": "NORMAL",
+        "run.sh": "EXECUTABLE",
+    }
     train = next(f for f in folder["files"] if f["relativePath"] == "train.py")
     assert train["absolutePath"] == "training_code/train.py"
     assert train["blobId"] == copy.git("rev-parse", f"{second}:training_code/train.py")
     assert [(s["absolutePath"], s["relativePath"]) for s in folder["subFolders"]] == [
-        ("training_code/lib", "lib")]
+        ("training_code/lib", "lib")
+    ]
 
 
 def test_get_folder_defaults_to_the_default_branch_head(history, client):
@@ -176,7 +207,7 @@ def test_get_folder_defaults_to_the_default_branch_head(history, client):
 
 
 def test_get_file_and_get_blob_return_the_bytes_in_git(history, client):
-    name, copy, first, _ = history
+    name, _, first, _ = history
     codecommit = client("codecommit")
 
     file = codecommit.get_file(repositoryName=name, commitSpecifier=first, filePath="training_code/train.py")
@@ -202,17 +233,25 @@ def test_get_branch_and_get_commit_read_the_pushed_history(history, client):
     assert commit["author"]["email"] == "dev@example.com"
 
 
-@pytest.mark.parametrize(("call", "code"), [
-    (lambda c, n: c.get_file(repositoryName=n, filePath="missing.txt"), "FileDoesNotExistException"),
-    (lambda c, n: c.get_folder(repositoryName=n, folderPath="missing"), "FolderDoesNotExistException"),
-    (lambda c, n: c.get_blob(repositoryName=n, blobId="0" * 40), "BlobIdDoesNotExistException"),
-    (lambda c, n: c.get_blob(repositoryName=n, blobId="not-a-blob"), "InvalidBlobIdException"),
-    (lambda c, n: c.get_branch(repositoryName=n, branchName="nope"), "BranchDoesNotExistException"),
-    (lambda c, n: c.get_differences(repositoryName=n, afterCommitSpecifier="nope"),
-     "CommitDoesNotExistException"),
-    (lambda c, n: c.get_commit(repositoryName=n, commitId="1" * 40), "CommitIdDoesNotExistException"),
-    (lambda c, n: c.get_folder(repositoryName=n + "-other", folderPath="/"), "RepositoryDoesNotExistException"),
-])
+@pytest.mark.parametrize(
+    ("call", "code"),
+    [
+        (lambda c, n: c.get_file(repositoryName=n, filePath="missing.txt"), "FileDoesNotExistException"),
+        (lambda c, n: c.get_folder(repositoryName=n, folderPath="missing"), "FolderDoesNotExistException"),
+        (lambda c, n: c.get_blob(repositoryName=n, blobId="0" * 40), "BlobIdDoesNotExistException"),
+        (lambda c, n: c.get_blob(repositoryName=n, blobId="not-a-blob"), "InvalidBlobIdException"),
+        (lambda c, n: c.get_branch(repositoryName=n, branchName="nope"), "BranchDoesNotExistException"),
+        (
+            lambda c, n: c.get_differences(repositoryName=n, afterCommitSpecifier="nope"),
+            "CommitDoesNotExistException",
+        ),
+        (lambda c, n: c.get_commit(repositoryName=n, commitId="1" * 40), "CommitIdDoesNotExistException"),
+        (
+            lambda c, n: c.get_folder(repositoryName=n + "-other", folderPath="/"),
+            "RepositoryDoesNotExistException",
+        ),
+    ],
+)
 def test_missing_things_raise_the_codecommit_errors(history, client, call, code):
     name = history[0]
 

@@ -49,29 +49,40 @@ def test_different_tokens_start_different_executions_newest_first(client, pipeli
 
 def test_engine_listener_is_told_of_each_new_execution_once(client, embedded_aws, pipeline):
     started: list[str] = []
-    embedded_aws.add_listener("sagemaker", "StartPipelineExecution",
-                              lambda params, response: started.append(response["PipelineExecutionArn"])
-                              if params["PipelineName"] == pipeline else None)
+    embedded_aws.add_listener(
+        "sagemaker",
+        "StartPipelineExecution",
+        lambda params, response: (
+            started.append(response["PipelineExecutionArn"]) if params["PipelineName"] == pipeline else None
+        ),
+    )
     token = str(uuid.uuid4())
 
     arn = client("sagemaker").start_pipeline_execution(PipelineName=pipeline, ClientRequestToken=token)[
-        "PipelineExecutionArn"]
+        "PipelineExecutionArn"
+    ]
 
     assert started == [arn]
 
 
 def test_stop_moves_a_running_execution_to_stopping_and_status_changes_emit_events(
-        client, embedded_aws, pipeline, events):
+    client, embedded_aws, pipeline, events
+):
     sagemaker = client("sagemaker")
     arn = sagemaker.start_pipeline_execution(PipelineName=pipeline)["PipelineExecutionArn"]
 
     sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4()))
     embedded_aws.sagemaker.set_pipeline_execution_status(arn, "Stopped")
 
-    assert sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Stopped"
+    assert (
+        sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"]
+        == "Stopped"
+    )
     changes = events.of("SageMaker Model Building Pipeline Execution Status Change", pipelineExecutionArn=arn)
-    assert [(e["detail"]["previousPipelineExecutionStatus"], e["detail"]["currentPipelineExecutionStatus"])
-            for e in changes] == [("Executing", "Stopping"), ("Stopping", "Stopped")]
+    assert [
+        (e["detail"]["previousPipelineExecutionStatus"], e["detail"]["currentPipelineExecutionStatus"])
+        for e in changes
+    ] == [("Executing", "Stopping"), ("Stopping", "Stopped")]
     assert "executionEndTime" in changes[-1]["detail"]
     with pytest.raises(ClientError) as raised:
         sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=str(uuid.uuid4()))
@@ -81,16 +92,27 @@ def test_stop_moves_a_running_execution_to_stopping_and_status_changes_emit_even
 def test_list_pipeline_execution_steps_shows_the_steps_the_engine_recorded(client, embedded_aws, pipeline):
     sagemaker = client("sagemaker")
     arn = sagemaker.start_pipeline_execution(PipelineName=pipeline)["PipelineExecutionArn"]
-    embedded_aws.sagemaker.put_pipeline_execution_step(arn, {
-        "StepName": "PreprocessData", "StepStatus": "Succeeded", "StartTime": 1_700_000_000,
-        "Metadata": {"ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/p"}}})
-    embedded_aws.sagemaker.put_pipeline_execution_step(arn, {
-        "StepName": "TuneModel", "StepStatus": "Executing", "StartTime": 1_700_000_100})
+    embedded_aws.sagemaker.put_pipeline_execution_step(
+        arn,
+        {
+            "StepName": "PreprocessData",
+            "StepStatus": "Succeeded",
+            "StartTime": 1_700_000_000,
+            "Metadata": {
+                "ProcessingJob": {"Arn": "arn:aws:sagemaker:us-east-1:123456789012:processing-job/p"}
+            },
+        },
+    )
+    embedded_aws.sagemaker.put_pipeline_execution_step(
+        arn, {"StepName": "TuneModel", "StepStatus": "Executing", "StartTime": 1_700_000_100}
+    )
 
     steps = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
 
-    assert [(s["StepName"], s["StepStatus"]) for s in steps] == [("TuneModel", "Executing"),
-                                                                 ("PreprocessData", "Succeeded")]
+    assert [(s["StepName"], s["StepStatus"]) for s in steps] == [
+        ("TuneModel", "Executing"),
+        ("PreprocessData", "Succeeded"),
+    ]
     assert steps[1]["Metadata"]["ProcessingJob"]["Arn"].endswith("processing-job/p")
 
 
@@ -99,13 +121,22 @@ def test_lineage_entities_and_associations_round_trip(client):
     sagemaker = client("sagemaker")
     suffix = uuid.uuid4().hex[:8]
     artifact = sagemaker.create_artifact(
-        ArtifactName=f"commit-{suffix}", ArtifactType="Commit",
-        Source={"SourceUri": f"codecommit://repo/{suffix}"}, Properties={"branch": "main"})["ArtifactArn"]
-    context = sagemaker.create_context(ContextName=f"endpoint-{suffix}", ContextType="Endpoint",
-                                       Source={"SourceUri": f"arn:endpoint/{suffix}"})["ContextArn"]
-    action = sagemaker.create_action(ActionName=f"approval-{suffix}", ActionType="ModelApproval",
-                                     Source={"SourceUri": f"arn:model-package/{suffix}"},
-                                     Status="Completed")["ActionArn"]
+        ArtifactName=f"commit-{suffix}",
+        ArtifactType="Commit",
+        Source={"SourceUri": f"codecommit://repo/{suffix}"},
+        Properties={"branch": "main"},
+    )["ArtifactArn"]
+    context = sagemaker.create_context(
+        ContextName=f"endpoint-{suffix}",
+        ContextType="Endpoint",
+        Source={"SourceUri": f"arn:endpoint/{suffix}"},
+    )["ContextArn"]
+    action = sagemaker.create_action(
+        ActionName=f"approval-{suffix}",
+        ActionType="ModelApproval",
+        Source={"SourceUri": f"arn:model-package/{suffix}"},
+        Status="Completed",
+    )["ActionArn"]
 
     # WHEN they are associated
     sagemaker.add_association(SourceArn=artifact, DestinationArn=action, AssociationType="ContributedTo")
@@ -117,11 +148,16 @@ def test_lineage_entities_and_associations_round_trip(client):
     assert sagemaker.describe_action(ActionName=f"approval-{suffix}")["Status"] == "Completed"
     by_uri = sagemaker.list_artifacts(SourceUri=f"codecommit://repo/{suffix}")["ArtifactSummaries"]
     assert [a["ArtifactArn"] for a in by_uri] == [artifact]
-    assert context in [c["ContextArn"] for c in sagemaker.list_contexts(ContextType="Endpoint")["ContextSummaries"]]
-    assert action in [a["ActionArn"] for a in sagemaker.list_actions(ActionType="ModelApproval")["ActionSummaries"]]
+    assert context in [
+        c["ContextArn"] for c in sagemaker.list_contexts(ContextType="Endpoint")["ContextSummaries"]
+    ]
+    assert action in [
+        a["ActionArn"] for a in sagemaker.list_actions(ActionType="ModelApproval")["ActionSummaries"]
+    ]
     downstream = sagemaker.list_associations(SourceArn=action)["AssociationSummaries"]
     assert [(a["DestinationArn"], a["AssociationType"], a["DestinationType"]) for a in downstream] == [
-        (context, "Produced", "Endpoint")]
+        (context, "Produced", "Endpoint")
+    ]
     upstream = sagemaker.list_associations(DestinationArn=action)["AssociationSummaries"]
     assert [(a["SourceArn"], a["SourceType"]) for a in upstream] == [(artifact, "Commit")]
 
@@ -129,7 +165,9 @@ def test_lineage_entities_and_associations_round_trip(client):
 def test_lineage_errors_match_sagemaker(client):
     sagemaker = client("sagemaker")
     name = f"ctx-{uuid.uuid4().hex[:8]}"
-    context = sagemaker.create_context(ContextName=name, ContextType="T", Source={"SourceUri": "u"})["ContextArn"]
+    context = sagemaker.create_context(ContextName=name, ContextType="T", Source={"SourceUri": "u"})[
+        "ContextArn"
+    ]
 
     with pytest.raises(ClientError) as duplicate:
         sagemaker.create_context(ContextName=name, ContextType="T", Source={"SourceUri": "u"})
@@ -152,10 +190,14 @@ def package_group(client, unique):
 
 def _create_package(client, group):
     return client("sagemaker").create_model_package(
-        ModelPackageGroupName=group, ModelApprovalStatus="PendingManualApproval",
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="PendingManualApproval",
         CustomerMetadataProperties={"commit": "abc"},
-        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
-                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
     )["ModelPackageArn"]
 
 
@@ -164,8 +206,9 @@ def test_creating_and_approving_a_package_emit_model_package_state_changes(clien
     arn = _create_package(client, package_group)
 
     # WHEN a reviewer approves it through the API
-    client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved",
-                                             ApprovalDescription="looks good")
+    client("sagemaker").update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="looks good"
+    )
 
     # THEN EventBridge gets the creation and the approval, shaped as SageMaker sends them
     changes = events.of("SageMaker Model Package State Change", ModelPackageGroupName=package_group)
@@ -190,8 +233,10 @@ def test_updating_only_metadata_keeps_the_approval_and_emits_nothing(client, pac
     package = sagemaker.describe_model_package(ModelPackageName=arn)
     assert package["ModelApprovalStatus"] == "Approved"
     assert package["CustomerMetadataProperties"] == {"commit": "abc", "deployed": "yes"}
-    statuses = [e["detail"]["ModelApprovalStatus"]
-                for e in events.of("SageMaker Model Package State Change", ModelPackageArn=arn)]
+    statuses = [
+        e["detail"]["ModelApprovalStatus"]
+        for e in events.of("SageMaker Model Package State Change", ModelPackageArn=arn)
+    ]
     assert statuses == ["PendingManualApproval", "Approved"]
 
 
@@ -201,12 +246,23 @@ def endpoint_configs(client, unique):
     names = []
     for _ in range(2):
         model = unique("model")
-        sagemaker.create_model(ModelName=model, ExecutionRoleArn=ROLE,
-                               PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"})
+        sagemaker.create_model(
+            ModelName=model,
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://b/m.tar.gz"},
+        )
         config = unique("config")
-        sagemaker.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{
-            "VariantName": "AllTraffic", "ModelName": model, "InitialInstanceCount": 1,
-            "InstanceType": "ml.m5.large"}])
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=config,
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": model,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+        )
         names.append(config)
     return names
 
@@ -216,24 +272,35 @@ def test_create_endpoint_emits_creating_then_in_service(client, endpoint_configs
 
     client("sagemaker").create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
 
-    statuses = [e["detail"]["EndpointStatus"] for e in events.of("SageMaker Endpoint State Change",
-                                                                 EndpointName=name)]
+    statuses = [
+        e["detail"]["EndpointStatus"] for e in events.of("SageMaker Endpoint State Change", EndpointName=name)
+    ]
     assert statuses == ["CREATING", "IN_SERVICE"]
     assert client("sagemaker").describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService"
 
 
-def test_update_endpoint_switches_the_config_and_records_the_deployment(client, endpoint_configs, unique, events):
+def test_update_endpoint_switches_the_config_and_records_the_deployment(
+    client, endpoint_configs, unique, events
+):
     # GIVEN an endpoint in service on the first config
     sagemaker = client("sagemaker")
     name = unique("endpoint")
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
-    deployment = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
-        "Type": "CANARY", "WaitIntervalInSeconds": 60, "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}},
-        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]}}
+    deployment = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 60,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+            }
+        },
+        "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "errors"}]},
+    }
 
     # WHEN it is updated to the second config with a canary deployment
-    arn = sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[1],
-                                    DeploymentConfig=deployment)["EndpointArn"]
+    arn = sagemaker.update_endpoint(
+        EndpointName=name, EndpointConfigName=endpoint_configs[1], DeploymentConfig=deployment
+    )["EndpointArn"]
 
     # THEN it serves the second config, shows the deployment it went through, and emitted the transitions
     described = sagemaker.describe_endpoint(EndpointName=name)
@@ -241,12 +308,15 @@ def test_update_endpoint_switches_the_config_and_records_the_deployment(client, 
     assert described["EndpointConfigName"] == endpoint_configs[1]
     assert described["EndpointStatus"] == "InService"
     assert described["LastDeploymentConfig"] == deployment
-    statuses = [e["detail"]["EndpointStatus"] for e in events.of("SageMaker Endpoint State Change",
-                                                                 EndpointName=name)]
+    statuses = [
+        e["detail"]["EndpointStatus"] for e in events.of("SageMaker Endpoint State Change", EndpointName=name)
+    ]
     assert statuses == ["CREATING", "IN_SERVICE", "UPDATING", "IN_SERVICE"]
 
 
-def test_hosting_driven_update_shows_pending_then_can_roll_back(client, embedded_aws, endpoint_configs, unique):
+def test_hosting_driven_update_shows_pending_then_can_roll_back(
+    client, embedded_aws, endpoint_configs, unique
+):
     sagemaker = client("sagemaker")
     name = unique("endpoint")
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
@@ -275,8 +345,10 @@ def test_update_of_unknown_endpoint_or_config_is_a_validation_error(client, endp
     name = unique("endpoint")
     sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
 
-    for kwargs in ({"EndpointName": "missing", "EndpointConfigName": endpoint_configs[1]},
-                   {"EndpointName": name, "EndpointConfigName": "missing"}):
+    for kwargs in (
+        {"EndpointName": "missing", "EndpointConfigName": endpoint_configs[1]},
+        {"EndpointName": name, "EndpointConfigName": "missing"},
+    ):
         with pytest.raises(ClientError) as raised:
             sagemaker.update_endpoint(**kwargs)
         assert raised.value.response["Error"]["Code"] == "ValidationException"
@@ -291,14 +363,18 @@ def test_invoke_endpoint_reaches_the_registered_invoker(client, embedded_aws, en
     def model_server(endpoint, body, content_type, accept):
         calls.append((endpoint, body, content_type, accept))
         rows = body.decode().splitlines()
-        return 200, json.dumps({"predictions": [float(len(r.split(","))) for r in rows]}).encode(), \
-            "application/json"
+        return (
+            200,
+            json.dumps({"predictions": [float(len(r.split(","))) for r in rows]}).encode(),
+            "application/json",
+        )
 
     embedded_aws.sagemaker.register_endpoint_invoker(model_server, name)
 
     # WHEN a client invokes it with CSV rows
-    reply = client("sagemaker-runtime").invoke_endpoint(EndpointName=name, Body=b"1,2,3\n4,5",
-                                                        ContentType="text/csv", Accept="application/json")
+    reply = client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=name, Body=b"1,2,3\n4,5", ContentType="text/csv", Accept="application/json"
+    )
 
     # THEN the model server answered, through the runtime API's shape
     assert json.loads(reply["Body"].read()) == {"predictions": [3.0, 2.0]}
@@ -311,7 +387,8 @@ def test_model_errors_reach_the_caller_as_model_error(client, embedded_aws, endp
     name = unique("endpoint")
     client("sagemaker").create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
     embedded_aws.sagemaker.register_endpoint_invoker(
-        lambda *_: (400, b"row 1: expected 13 features, got 2", "text/plain"), name)
+        lambda *_: (400, b"row 1: expected 13 features, got 2", "text/plain"), name
+    )
 
     with pytest.raises(ClientError) as raised:
         client("sagemaker-runtime").invoke_endpoint(EndpointName=name, Body=b"1,2", ContentType="text/csv")
@@ -331,19 +408,25 @@ def test_invoking_an_unknown_endpoint_is_a_validation_error(client):
     assert "no-such-endpoint" in raised.value.response["Error"]["Message"]
 
 
-def test_transform_job_starts_in_progress_and_completion_emits_event(client, embedded_aws, endpoint_configs,
-                                                                     unique, events):
+def test_transform_job_starts_in_progress_and_completion_emits_event(
+    client, embedded_aws, endpoint_configs, unique, events
+):
     sagemaker = client("sagemaker")
-    model = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint_configs[0])[
-        "ProductionVariants"][0]["ModelName"]
+    model = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint_configs[0])["ProductionVariants"][
+        0
+    ]["ModelName"]
     job = unique("transform")
 
     sagemaker.create_transform_job(
-        TransformJobName=job, ModelName=model,
-        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in/"}},
-                        "ContentType": "text/csv"},
+        TransformJobName=job,
+        ModelName=model,
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": "s3://b/in/"}},
+            "ContentType": "text/csv",
+        },
         TransformOutput={"S3OutputPath": "s3://b/out/"},
-        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    )
     started = sagemaker.describe_transform_job(TransformJobName=job)["TransformJobStatus"]
     embedded_aws.sagemaker.set_transform_job_status(job, "Completed")
 

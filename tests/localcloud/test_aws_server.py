@@ -35,6 +35,7 @@ def test_apis_moto_has_pass_through_unchanged(client, unique):
 def test_override_errors_render_as_client_errors_in_each_protocol(aws_session):
     # GIVEN overrides on a JSON service and a query service that fail as AWS would
     with EmbeddedAws() as aws:
+
         def throttled(params, info):
             raise AwsError("ThrottlingException", f"slow down {params['PipelineName']}", 400)
 
@@ -43,8 +44,11 @@ def test_override_errors_render_as_client_errors_in_each_protocol(aws_session):
 
         aws.register_override("sagemaker", "DescribePipeline", throttled)
         aws.register_override("sns", "GetTopicAttributes", not_found)
-        sagemaker = aws_session.client("sagemaker", endpoint_url=aws.endpoint_url,
-                                       config=boto3.session.Config(retries={"max_attempts": 1}))
+        sagemaker = aws_session.client(
+            "sagemaker",
+            endpoint_url=aws.endpoint_url,
+            config=boto3.session.Config(retries={"max_attempts": 1}),
+        )
         sns = aws_session.client("sns", endpoint_url=aws.endpoint_url)
 
         # WHEN they are called through boto3
@@ -61,14 +65,31 @@ def test_override_errors_render_as_client_errors_in_each_protocol(aws_session):
 
 def test_override_replies_render_in_the_services_protocol(aws_session):
     with EmbeddedAws() as aws:
-        aws.register_override("sagemaker", "DescribePipeline", lambda params, info: {
-            "PipelineName": params["PipelineName"], "PipelineStatus": "Active", "CreationTime": 1_700_000_000})
-        aws.register_override("sns", "ListTopics", lambda params, info: RawResponse(200, (
-            b"<ListTopicsResponse><ListTopicsResult><Topics><member><TopicArn>arn:t</TopicArn></member>"
-            b"</Topics></ListTopicsResult></ListTopicsResponse>"), {"Content-Type": "text/xml"}))
+        aws.register_override(
+            "sagemaker",
+            "DescribePipeline",
+            lambda params, info: {
+                "PipelineName": params["PipelineName"],
+                "PipelineStatus": "Active",
+                "CreationTime": 1_700_000_000,
+            },
+        )
+        aws.register_override(
+            "sns",
+            "ListTopics",
+            lambda params, info: RawResponse(
+                200,
+                (
+                    b"<ListTopicsResponse><ListTopicsResult><Topics><member><TopicArn>arn:t</TopicArn></member>"
+                    b"</Topics></ListTopicsResult></ListTopicsResponse>"
+                ),
+                {"Content-Type": "text/xml"},
+            ),
+        )
 
         described = aws_session.client("sagemaker", endpoint_url=aws.endpoint_url).describe_pipeline(
-            PipelineName="p")
+            PipelineName="p"
+        )
         topics = aws_session.client("sns", endpoint_url=aws.endpoint_url).list_topics()
 
     assert described["PipelineName"] == "p" and described["PipelineStatus"] == "Active"
@@ -78,10 +99,15 @@ def test_override_replies_render_in_the_services_protocol(aws_session):
 
 def test_listener_sees_params_and_response_of_successful_calls_only(client, embedded_aws, unique):
     seen = []
-    embedded_aws.add_listener("dynamodb", "CreateTable", lambda params, response: seen.append((params, response)))
+    embedded_aws.add_listener(
+        "dynamodb", "CreateTable", lambda params, response: seen.append((params, response))
+    )
     table = unique("ledger")
-    spec = {"AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
-            "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}], "BillingMode": "PAY_PER_REQUEST"}
+    spec = {
+        "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
 
     client("dynamodb").create_table(TableName=table, **spec)
     with pytest.raises(ClientError):
@@ -96,20 +122,32 @@ def test_emitted_events_reach_subscribers_and_moto_rules(client, embedded_aws, u
     # GIVEN an EventBridge rule on the default bus that targets an SQS queue
     queue_url = client("sqs").create_queue(QueueName=unique("q"))["QueueUrl"]
     queue_arn = client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-        "Attributes"]["QueueArn"]
+        "Attributes"
+    ]["QueueArn"]
     source = unique("test.source")
     rule = unique("rule")
     client("events").put_rule(Name=rule, EventPattern=json.dumps({"source": [source]}))
     client("events").put_targets(Rule=rule, Targets=[{"Id": "q", "Arn": queue_arn}])
 
     # WHEN the local cloud emits an event
-    event = embedded_aws.emit_event(source, "Thing Happened", {"n": 1}, ["arn:aws:x:us-east-1:123456789012:y"])
+    event = embedded_aws.emit_event(
+        source, "Thing Happened", {"n": 1}, ["arn:aws:x:us-east-1:123456789012:y"]
+    )
 
     # THEN local subscribers get it in EventBridge's shape, and moto routed it to the rule's target
     [delivered] = events.of("Thing Happened", n=1)
     assert delivered == event
-    assert set(event) == {"version", "id", "detail-type", "source", "account", "time", "region", "resources",
-                          "detail"}
+    assert set(event) == {
+        "version",
+        "id",
+        "detail-type",
+        "source",
+        "account",
+        "time",
+        "region",
+        "resources",
+        "detail",
+    }
     assert event["source"] == source and event["resources"] == ["arn:aws:x:us-east-1:123456789012:y"]
     messages = client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     assert json.loads(messages[0]["Body"])["id"] == event["id"]
