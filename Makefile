@@ -10,6 +10,7 @@ export BENCH_SEED
 export PYTHONPATH := $(CURDIR)/layers/shared:$(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL := 2
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
+export SAM_CLI_TELEMETRY := 0
 
 .PHONY: bootstrap demo test test-fast lint format typecheck synth build validate bench bench-model clean
 
@@ -56,8 +57,8 @@ validate: .venv-sam/.stamp $(VENV)/.stamp
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM) validate --lint --region us-east-1
 
-build: .venv-sam/.stamp
-	$(SAM) build
+build: .venv-sam/.stamp layers/shared/orchestrator/pipeline_definition.json
+	$(SAM) build --region us-east-1
 
 demo: bootstrap
 	$(PY) -m localcloud demo
