@@ -31,16 +31,22 @@ def rmse(actual: np.ndarray, predicted: np.ndarray) -> float:
 def network_fold_rmse(
     fit_rows: pd.DataFrame, test_rows: pd.DataFrame, hyper: train.HyperParameters, validation_fraction: float
 ) -> float:
-    """What a pipeline run does with this fold: preprocessing carves validation rows out of the training rows
-    (content-hashed, as in PreprocessData), training early-stops on them, and the test fold scores the result."""
+    """What a pipeline run does with this fold: preprocessing carves validation rows out of the training
+    rows (content-hashed, as in PreprocessData), training early-stops on them, the test fold scores it."""
     splits = preprocess.assign_splits(fit_rows, validation_fraction, 0.0)
-    trained = train.fit(fit_rows[splits == "train"], fit_rows[splits == "validation"], hyper, verbose_metrics=False)
+    trained = train.fit(
+        fit_rows[splits == "train"], fit_rows[splits == "validation"], hyper, verbose_metrics=False
+    )
     test_x, test_y, _ = train.split_features(test_rows, hyper.target_column)
     return rmse(test_y, trained.model.predict(test_x, verbose=0))
 
 
 def summarise(scores: list[float]) -> dict[str, Any]:
-    return {"rmse_mean": float(np.mean(scores)), "rmse_sd": float(np.std(scores, ddof=1)), "fold_rmse": scores}
+    return {
+        "rmse_mean": float(np.mean(scores)),
+        "rmse_sd": float(np.std(scores, ddof=1)),
+        "fold_rmse": scores,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     for index, (fit_index, test_index) in enumerate(folds.split(x)):
         fold_hyper = replace(hyper, seed=args.seed + index)
         scores["network"].append(
-            network_fold_rmse(data.iloc[fit_index], data.iloc[test_index], fold_hyper, args.validation_fraction)
+            network_fold_rmse(
+                data.iloc[fit_index], data.iloc[test_index], fold_hyper, args.validation_fraction
+            )
         )
         gbr = GradientBoostingRegressor(random_state=args.seed).fit(x[fit_index], y[fit_index])
         scores["gbr"].append(rmse(y[test_index], gbr.predict(x[test_index])))

@@ -59,7 +59,8 @@ def read_csv_checked(path: Path, target_column: str) -> pd.DataFrame:
         if empty.any():
             first_row = int(np.flatnonzero(empty.to_numpy())[0]) + 2  # +1 header, +1 one-based line numbers
             raise InputDataError(
-                f"{path.name}: column '{column}' has {int(empty.sum())} empty value(s), first on line {first_row}"
+                f"{path.name}: column '{column}' has {int(empty.sum())} empty value(s), "
+                f"first on line {first_row}"
             )
         numeric = pd.to_numeric(values, errors="coerce")
         bad = numeric.isna()
@@ -88,7 +89,9 @@ def load_inputs(input_dir: Path, target_column: str) -> pd.DataFrame:
             missing = [c for c in columns if c not in frame.columns]
             extra = [c for c in frame.columns if c not in columns]
             if missing:
-                raise InputDataError(f"{path.name}: column '{missing[0]}' is missing (present in {paths[0].name})")
+                raise InputDataError(
+                    f"{path.name}: column '{missing[0]}' is missing (present in {paths[0].name})"
+                )
             if extra:
                 raise InputDataError(f"{path.name}: column '{extra[0]}' is not in {paths[0].name}")
         frames.append(frame[columns])

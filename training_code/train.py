@@ -34,6 +34,7 @@ class HyperParameters:
     patience: int = 40
     seed: int = 42
     ensemble: int = 4
+    log_skewed: int = 1
     target_column: str = "MEDV"
 
 
@@ -59,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Hyper
     parser.add_argument(
         "--output-data-dir", default=os.environ.get("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data")
     )
-    # The TensorFlow toolkit appends `--model_dir s3://...` in script mode; the local SM_MODEL_DIR is what counts.
+    # The TensorFlow toolkit appends `--model_dir s3://...` in script mode; SM_MODEL_DIR is what counts.
     parser.add_argument("--model_dir", default=None, help=argparse.SUPPRESS)
     args, unknown = parser.parse_known_args(argv)
     if unknown:
@@ -85,6 +86,14 @@ def split_features(frame: pd.DataFrame, target_column: str) -> tuple[np.ndarray,
     return features, target, feature_columns
 
 
+def skewed_feature_mask(train_x: np.ndarray, threshold: float = 1.0) -> np.ndarray:
+    """Non-negative features whose sample skewness exceeds the threshold; the model takes their log1p."""
+    centred = train_x - train_x.mean(axis=0)
+    sd = train_x.std(axis=0)
+    skewness = np.divide((centred**3).mean(axis=0), sd**3, out=np.zeros_like(sd), where=sd > 0)
+    return (train_x.min(axis=0) >= 0) & (skewness > threshold)
+
+
 def build_model(train_x: np.ndarray, train_y: np.ndarray, hyper: HyperParameters) -> Any:
     """Raw feature rows in, predictions out: feature normalisation and target scaling live in the model,
     fitted on the training rows, so serving needs no preprocessing. `ensemble` identical towers from different
@@ -92,9 +101,17 @@ def build_model(train_x: np.ndarray, train_y: np.ndarray, hyper: HyperParameters
     import keras
 
     inputs = keras.Input(shape=(train_x.shape[1],), name="features", dtype="float32")
+    reshaped = inputs
+    skewed = skewed_feature_mask(train_x) if hyper.log_skewed else np.zeros(train_x.shape[1], dtype=bool)
+    if skewed.any():
+        mask = skewed.tolist()
+        # Long right tails (crime rates, distances) squash most rows into a sliver after plain scaling.
+        reshaped = keras.layers.Lambda(
+            lambda t: keras.ops.where(mask, keras.ops.log1p(keras.ops.maximum(t, 0.0)), t), name="log_skewed"
+        )(inputs)
     normaliser = keras.layers.Normalization(name="normalise")
-    normaliser.adapt(train_x)
-    normalised = normaliser(inputs)
+    normaliser.adapt(np.where(skewed, np.log1p(np.maximum(train_x, 0.0)), train_x))
+    normalised = normaliser(reshaped)
     regulariser = keras.regularizers.L2(hyper.l2) if hyper.l2 > 0 else None
     towers = []
     for member in range(max(1, hyper.ensemble)):
@@ -110,7 +127,7 @@ def build_model(train_x: np.ndarray, train_y: np.ndarray, hyper: HyperParameters
                 hidden = keras.layers.Dropout(hyper.dropout, name=f"member{member}_dropout{layer}")(hidden)
         towers.append(keras.layers.Dense(1, name=f"member{member}_out")(hidden))
     scaled = towers[0] if len(towers) == 1 else keras.layers.Average(name="average")(towers)
-    # The last layer learns a unit-scale target; rescaling keeps Adam's step sizes sensible for any target range.
+    # The last layer learns a unit-scale target, so Adam's step sizes suit any target's range.
     target_mean = float(np.mean(train_y))
     target_sd = float(np.std(train_y)) or 1.0
     outputs = keras.layers.Rescaling(target_sd, offset=target_mean, name="predictions")(scaled)
@@ -124,7 +141,7 @@ def build_model(train_x: np.ndarray, train_y: np.ndarray, hyper: HyperParameters
 
 
 def metric_lines_callback() -> Any:
-    """A callback printing one `epoch=N loss=.. val_loss=.. val_rmse=..` line per epoch (the tuner's regexes)."""
+    """A callback printing `epoch=N loss=.. val_loss=.. val_rmse=..` per epoch (the tuner's regexes)."""
     import keras
 
     class MetricLines(keras.callbacks.Callback):
@@ -136,7 +153,8 @@ def metric_lines_callback() -> Any:
 
 def print_metrics(epoch: int, logs: dict[str, float]) -> None:
     print(
-        f"epoch={epoch} loss={logs['loss']:.6g} val_loss={logs['val_loss']:.6g} val_rmse={logs['val_rmse']:.6g}",
+        f"epoch={epoch} loss={logs['loss']:.6g} val_loss={logs['val_loss']:.6g} "
+        f"val_rmse={logs['val_rmse']:.6g}",
         flush=True,
     )
 
@@ -175,12 +193,16 @@ def fit(
     best_epoch = int(np.argmin(history["val_loss"])) + 1
     train_eval = model.evaluate(train_x, train_y, verbose=0, return_dict=True)
     val_eval = model.evaluate(val_x, val_y, verbose=0, return_dict=True)
-    best = {"loss": float(train_eval["loss"]), "val_loss": float(val_eval["loss"]), "val_rmse": float(val_eval["rmse"])}
+    best = {
+        "loss": float(train_eval["loss"]),
+        "val_loss": float(val_eval["loss"]),
+        "val_rmse": float(val_eval["rmse"]),
+    }
     return TrainedModel(model, feature_columns, history, best_epoch, best)
 
 
 def export_serving_model(model: Any, n_features: int, export_dir: Path) -> None:
-    """SavedModel with signature `serving_default`: `features` float32 [None, n] in, `predictions` [None, 1] out."""
+    """SavedModel, signature `serving_default`: `features` float32 [None, n] in, `predictions` [None, 1]."""
     import keras
     import tensorflow as tf
 
