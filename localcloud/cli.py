@@ -258,9 +258,14 @@ def cmd_send_event(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     state = _state()
     os.environ.update(state["env"])
-    from orchestrator import lineage
+    from orchestrator.adapters.ledger import Ledger
+    from orchestrator.lineage import commit_lineage, endpoint_lineage
 
-    chain = lineage.what_serves(args.endpoint) if args.endpoint else lineage.where_did_commit_go(args.commit)
+    ledger = Ledger(state["env"]["LEDGER_TABLE_NAME"])
+    if args.endpoint:
+        chain = endpoint_lineage(ledger, args.endpoint)
+    else:
+        chain = commit_lineage(ledger, state["env"]["REPOSITORY_NAME"], args.commit)
     print(json.dumps(chain, indent=2, default=str))
     if args.png:
         from localcloud.lineage_picture import draw

@@ -131,9 +131,13 @@ def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) 
             print(f"    predicted {pair['predicted']:6.2f}   actual {pair['actual']:6.2f}", flush=True)
 
     with timer.phase("lineage"):
-        from orchestrator.lineage import what_serves
+        from orchestrator.adapters.ledger import Ledger
+        from orchestrator.lineage import endpoint_lineage
 
-        summary["lineage"] = what_serves(endpoint)
+        if cloud.router is not None:
+            cloud.aws.wait_for_events()
+            cloud.router.wait_until_idle()
+        summary["lineage"] = endpoint_lineage(Ledger(cloud.env["LEDGER_TABLE_NAME"]), endpoint)
 
     summary["seconds"] = timer.seconds | {"total": timer.total()}
     return summary

@@ -155,6 +155,7 @@ class _FunctionWorker:
         while True:
             item = self.queue.get()
             if item is None:
+                self.queue.task_done()
                 return
             event, rule, done = item
             try:
@@ -164,6 +165,7 @@ class _FunctionWorker:
             finally:
                 if done is not None:
                     done.set()
+                self.queue.task_done()
 
 
 class EventRouter:
@@ -241,6 +243,15 @@ class EventRouter:
             return []
         with self._lock:
             return [i for i in self.invocations[before:] if i.event_id == event.get("id")]
+
+    def wait_until_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until every queued event has been handled (EventBridge delivery is asynchronous)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(w.queue.unfinished_tasks == 0 for w in self._workers.values()):
+                return True
+            time.sleep(0.05)
+        return False
 
     def cold_starts(self) -> dict[str, float | None]:
         return {logical_id: worker.cold_start_s for logical_id, worker in self._workers.items()}
