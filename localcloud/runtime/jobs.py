@@ -133,8 +133,10 @@ class JobRunner:
         ]
         log_path = instances[0].log_path if len(hosts) == 1 else job_dir / "job.log"
         try:
-            specs = [self._processing_instance(job_name, request, inst, index, hosts)
-                     for index, inst in enumerate(instances)]
+            specs = [
+                self._processing_instance(job_name, request, inst, index, hosts)
+                for index, inst in enumerate(instances)
+            ]
         except (JobSetupError, ValueError, KeyError) as error:
             return self._setup_failure(job_name, start, instances[0].log_path, error)
         codes = self._run_instances(specs, request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"))
@@ -142,8 +144,9 @@ class JobRunner:
             _combine_logs([i.log_path for i in instances], hosts, log_path)
         failure = _first_failure(instances, codes)
         if failure is not None:
-            return JobResult(job_name, FAILED, start, _now(), log_path, failure_reason=failure[1],
-                             exit_code=failure[0])
+            return JobResult(
+                job_name, FAILED, start, _now(), log_path, failure_reason=failure[1], exit_code=failure[0]
+            )
         outputs: dict[str, str] = {}
         try:
             for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
@@ -155,8 +158,15 @@ class JobRunner:
                     upload_tree(self.s3, Path(inst.rewrite(s3_output["LocalPath"])), destination)
                 outputs[output["OutputName"]] = s3_output["S3Uri"]
         except Exception as error:  # any upload error fails the job, as on SageMaker
-            return JobResult(job_name, FAILED, start, _now(), log_path, exit_code=0,
-                             failure_reason=f"ClientError: uploading outputs failed: {error}")
+            return JobResult(
+                job_name,
+                FAILED,
+                start,
+                _now(),
+                log_path,
+                exit_code=0,
+                failure_reason=f"ClientError: uploading outputs failed: {error}",
+            )
         return JobResult(job_name, COMPLETED, start, _now(), log_path, exit_code=0, outputs=outputs)
 
     def _processing_instance(
@@ -168,14 +178,18 @@ class JobRunner:
             if s3_input is None:
                 raise JobSetupError(f"input {item.get('InputName')!r}: only S3Input is supported locally")
             if s3_input.get("S3DataType", "S3Prefix") != "S3Prefix":
-                raise JobSetupError(f"input {item.get('InputName')!r}: S3DataType "
-                                    f"{s3_input['S3DataType']} is not supported locally")
+                raise JobSetupError(
+                    f"input {item.get('InputName')!r}: S3DataType "
+                    f"{s3_input['S3DataType']} is not supported locally"
+                )
             source = S3Location.parse(s3_input["S3Uri"])
             keys = list_keys(self.s3, source)
             if not keys:
-                raise JobSetupError(f"No S3 objects found under S3 URL \"{source.uri}\" given in input data "
-                                    f"source. Please ensure that the bucket exists in the selected region, "
-                                    f"that objects exist under that S3 prefix, and that the role has access.")
+                raise JobSetupError(
+                    f'No S3 objects found under S3 URL "{source.uri}" given in input data '
+                    f"source. Please ensure that the bucket exists in the selected region, "
+                    f"that objects exist under that S3 prefix, and that the role has access."
+                )
             if s3_input.get("S3DataDistributionType") == "ShardedByS3Key":
                 keys = keys[index :: len(hosts)]
             download(self.s3, source, keys, Path(inst.rewrite(s3_input["LocalPath"])))
@@ -183,15 +197,22 @@ class JobRunner:
             if output.get("S3Output"):
                 Path(inst.rewrite(output["S3Output"]["LocalPath"])).mkdir(parents=True, exist_ok=True)
         app = request["AppSpecification"]
-        command = [inst.rewrite(part) for part in
-                   [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]]
+        command = [
+            inst.rewrite(part)
+            for part in [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
+        ]
         if not command:
             raise JobSetupError("AppSpecification has no ContainerEntrypoint to run locally")
         env = _base_env()
         env.update({k: inst.rewrite(v) for k, v in (request.get("Environment") or {}).items()})
         env["PROCESSING_JOB_NAME"] = job_name
-        return ChildSpec(command=command, env=env, cwd=str(inst.root.parent.parent),
-                         log_path=str(inst.log_path), container_root=str(inst.root))
+        return ChildSpec(
+            command=command,
+            env=env,
+            cwd=str(inst.root.parent.parent),
+            log_path=str(inst.log_path),
+            container_root=str(inst.root),
+        )
 
     # -- training --------------------------------------------------------------------------------------
 
@@ -212,19 +233,45 @@ class JobRunner:
         )
         failure = _first_failure([inst], codes)
         if failure is not None:
-            return JobResult(job_name, FAILED, start, _now(), inst.log_path, failure_reason=failure[1],
-                             exit_code=failure[0], final_metrics=final, metric_series=series)
+            return JobResult(
+                job_name,
+                FAILED,
+                start,
+                _now(),
+                inst.log_path,
+                failure_reason=failure[1],
+                exit_code=failure[0],
+                final_metrics=final,
+                metric_series=series,
+            )
         artifacts = None
         if output_path:
             try:
                 destination = S3Location.parse(f"{output_path}/{job_name}/output")
                 artifacts = self._upload_training_output(inst, destination)
             except Exception as error:  # any upload error fails the job, as on SageMaker
-                return JobResult(job_name, FAILED, start, _now(), inst.log_path, exit_code=0,
-                                 failure_reason=f"ClientError: uploading the model failed: {error}",
-                                 final_metrics=final, metric_series=series)
-        return JobResult(job_name, COMPLETED, start, _now(), inst.log_path, exit_code=0, final_metrics=final,
-                         metric_series=series, model_artifacts=artifacts)
+                return JobResult(
+                    job_name,
+                    FAILED,
+                    start,
+                    _now(),
+                    inst.log_path,
+                    exit_code=0,
+                    failure_reason=f"ClientError: uploading the model failed: {error}",
+                    final_metrics=final,
+                    metric_series=series,
+                )
+        return JobResult(
+            job_name,
+            COMPLETED,
+            start,
+            _now(),
+            inst.log_path,
+            exit_code=0,
+            final_metrics=final,
+            metric_series=series,
+            model_artifacts=artifacts,
+        )
 
     def _training_instance(self, job_name: str, request: dict[str, Any], inst: _Instance) -> ChildSpec:
         hosts = [inst.host]
@@ -235,8 +282,10 @@ class JobRunner:
         program = decoded.get("sagemaker_program")
         submit_dir = decoded.get("sagemaker_submit_directory")
         if not program or not submit_dir:
-            raise JobSetupError("the TensorFlow training toolkit needs the sagemaker_program and "
-                                "sagemaker_submit_directory hyper-parameters")
+            raise JobSetupError(
+                "the TensorFlow training toolkit needs the sagemaker_program and "
+                "sagemaker_submit_directory hyper-parameters"
+            )
         code_dir = root / "code"
         self._fetch_submit_directory(str(submit_dir), code_dir)
         script = code_dir / str(program)
@@ -250,13 +299,16 @@ class JobRunner:
             source = S3Location.parse(source_spec["S3Uri"])
             keys = list_keys(self.s3, source)
             if not keys:
-                raise JobSetupError(f"No S3 objects found under S3 URL \"{source.uri}\" given in input data "
-                                    f"source for channel {name}.")
+                raise JobSetupError(
+                    f'No S3 objects found under S3 URL "{source.uri}" given in input data '
+                    f"source for channel {name}."
+                )
             download(self.s3, source, keys, root / "input" / "data" / name)
             channels[name] = {
                 "ContentType": channel.get("ContentType", ""),
-                "TrainingInputMode": channel.get("InputMode", request.get("AlgorithmSpecification", {})
-                                                 .get("TrainingInputMode", "File")),
+                "TrainingInputMode": channel.get(
+                    "InputMode", request.get("AlgorithmSpecification", {}).get("TrainingInputMode", "File")
+                ),
                 "S3DistributionType": source_spec.get("S3DataDistributionType", "FullyReplicated"),
                 "RecordWrapperType": channel.get("RecordWrapperType", "None"),
             }
@@ -268,11 +320,19 @@ class JobRunner:
         user_args = _to_cmd_args(user_hps)
         env = _base_env()
         env.update({k: inst.rewrite(str(v)) for k, v in (request.get("Environment") or {}).items()})
-        env.update(_training_env(job_name, inst, hosts, channels, user_hps, user_args, str(program),
-                                 str(submit_dir), code_dir))
-        return ChildSpec(command=["python3", str(script), *user_args], env=env, cwd=str(code_dir),
-                         log_path=str(inst.log_path), python_path=[str(code_dir)],
-                         container_root=str(root))
+        env.update(
+            _training_env(
+                job_name, inst, hosts, channels, user_hps, user_args, str(program), str(submit_dir), code_dir
+            )
+        )
+        return ChildSpec(
+            command=["python3", str(script), *user_args],
+            env=env,
+            cwd=str(code_dir),
+            log_path=str(inst.log_path),
+            python_path=[str(code_dir)],
+            container_root=str(root),
+        )
 
     def _fetch_submit_directory(self, submit_dir: str, code_dir: Path) -> None:
         code_dir.mkdir(parents=True, exist_ok=True)
@@ -345,8 +405,14 @@ class JobRunner:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "a") as log:
             log.write(f"ClientError: {message}\n")
-        return JobResult(job_name, FAILED, start, _now(), log_path,
-                         failure_reason=f"ClientError: {message}"[:_FAILURE_REASON_LIMIT])
+        return JobResult(
+            job_name,
+            FAILED,
+            start,
+            _now(),
+            log_path,
+            failure_reason=f"ClientError: {message}"[:_FAILURE_REASON_LIMIT],
+        )
 
 
 _EXIT_TIMED_OUT = 124
@@ -522,4 +588,3 @@ def _tar_directory(directory: Path, archive: Path) -> None:
     with tarfile.open(archive, "w:gz") as tar:
         for entry in sorted(directory.iterdir()) if directory.is_dir() else []:
             tar.add(entry, arcname=entry.name)
-

@@ -143,7 +143,7 @@ class LoadedModel:
     def _predict(self, document: dict[str, Any]) -> dict[str, Any]:
         name = document.get("signature_name", "serving_default")
         if name not in self._signatures:
-            raise TfsRequestError(f"Serving signature name: \"{name}\" not found in signature def")
+            raise TfsRequestError(f'Serving signature name: "{name}" not found in signature def')
         signature = self._signatures[name]
         specs: dict[str, Any] = signature.structured_input_signature[1]
         if "instances" in document:
@@ -232,7 +232,8 @@ class ModelHost:
 def find_saved_model(model_dir: Path) -> Path:
     """The `<name>/<version>/` directory TFS serves: the highest numeric version holding saved_model.pb."""
     candidates = [
-        pb.parent for pb in model_dir.glob("*/*/saved_model.pb")
+        pb.parent
+        for pb in model_dir.glob("*/*/saved_model.pb")
         if pb.parent.name.isdigit() and pb.parent.parent.name != "code"
     ]
     if not candidates:
@@ -260,8 +261,9 @@ def _import_handlers(path: Path, model_data_url: str) -> ModuleType | None:
     finally:
         sys.path.remove(str(path.parent))
     if hasattr(module, "handler") and not hasattr(module, "input_handler"):
-        raise ModelLoadError("code/inference.py defines handler(); only input_handler/output_handler are "
-                             "supported locally")
+        raise ModelLoadError(
+            "code/inference.py defines handler(); only input_handler/output_handler are supported locally"
+        )
     return module
 
 
