@@ -44,9 +44,9 @@ class PipelineDefinition:
 
 
 @cache
-def shipped_definition(path: Path = DEFINITION_FILE) -> PipelineDefinition:
+def shipped_definition() -> PipelineDefinition:
     """The definition `make synth` wrote into the layer (read once per cold start)."""
-    return PipelineDefinition.from_text(path.read_text(encoding="utf-8"))
+    return PipelineDefinition.from_text(DEFINITION_FILE.read_text(encoding="utf-8"))
 
 
 def upsert_pipeline(

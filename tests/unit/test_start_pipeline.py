@@ -1,0 +1,295 @@
+"""StartPipelineFunction: what a push to the repository does."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from typing import Any
+
+import pytest
+
+from functions.start_pipeline.app import lambda_handler
+from orchestrator import pipeline_definition
+from orchestrator.adapters.ledger import Ledger
+from orchestrator.lineage import commit_lineage
+from tests.events import load_event
+from tests.unit.conftest import BRANCH, BUCKET, PIPELINE, REPOSITORY, TABLE, TRAINING_CODE, Cloud, logged
+from tests.unit.fakes import moto_sagemaker
+
+
+def push_event(commit_id: str, old_commit_id: str | None = None, **detail: Any) -> dict[str, Any]:
+    event = load_event("codecommit_push")
+    event["detail"].update(commitId=commit_id, **detail)
+    if old_commit_id is None:
+        event["detail"].pop("oldCommitId", None)
+        event["detail"]["event"] = "referenceCreated"
+    else:
+        event["detail"]["oldCommitId"] = old_commit_id
+    return event
+
+
+def s3_bytes(cloud: Cloud, uri: str) -> bytes:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bytes(cloud.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def parameters_of(cloud: Cloud, execution_arn: str) -> dict[str, str]:
+    listed = cloud.sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=execution_arn)
+    return {item["Name"]: item["Value"] for item in listed["PipelineParameters"]}
+
+
+def test_push_starts_a_run_with_the_commits_code_and_every_parameter(cloud: Cloud, context: Any) -> None:
+    # GIVEN a commit of the training code on the configured branch
+    base = cloud.repository.commit({"README.md": b"# demo\n"})
+    commit = cloud.repository.commit(TRAINING_CODE, parent=base)
+
+    # WHEN CodeCommit reports the push
+    result = lambda_handler(push_event(commit, base), context)
+
+    # THEN one pipeline execution runs that commit, with every parameter the definition declares
+    assert result["status"] == "started"
+    [execution] = cloud.executions()
+    assert execution["PipelineExecutionArn"] == result["execution_arn"]
+    assert execution["PipelineExecutionDisplayName"] == f"{BRANCH}-{commit[:12]}"
+    parameters = parameters_of(cloud, result["execution_arn"])
+    declared = set(pipeline_definition.shipped_definition().parameter_names)
+    assert set(parameters) == declared
+    assert parameters["CommitId"] == commit
+    assert parameters["RepositoryName"] == REPOSITORY
+    assert parameters["InputDataUri"] == f"s3://{BUCKET}/data/"
+    assert parameters["MaxTuningJobs"] == "4"
+    assert parameters["RmseThreshold"] == "5.5"
+    # AND the code of that commit is in S3 under content-addressed keys
+    preprocess = s3_bytes(cloud, parameters["PreprocessCodeUri"])
+    assert preprocess == TRAINING_CODE["training_code/preprocess.py"]
+    assert parameters["PreprocessCodeUri"] == (
+        f"s3://{BUCKET}/code/{hashlib.sha256(preprocess).hexdigest()}/preprocess.py"
+    )
+    assert s3_bytes(cloud, parameters["EvaluateCodeUri"]) == TRAINING_CODE["training_code/evaluate.py"]
+    tarball = s3_bytes(cloud, parameters["TrainingCodeUri"])
+    with tarfile.open(fileobj=io.BytesIO(tarball)) as archive:
+        assert sorted(archive.getnames()) == [
+            "evaluate.py", "inference.py", "lib/features.py", "preprocess.py", "train.py",
+        ]  # fmt: skip
+        assert archive.extractfile("lib/features.py").read() == b"FEATURES = 13\n"  # type: ignore[union-attr]
+    # AND the pipeline was created from the shipped definition
+    deployed = cloud.sagemaker.describe_pipeline(PipelineName=PIPELINE)
+    assert json.loads(deployed["PipelineDefinition"]) == json.loads(
+        pipeline_definition.DEFINITION_FILE.read_text()
+    )
+
+
+def test_same_tree_gives_the_same_sourcedir_bytes(cloud: Cloud, context: Any) -> None:
+    # GIVEN two commits whose training folders are identical (only the README differs)
+    first = cloud.repository.commit(TRAINING_CODE)
+    second = cloud.repository.commit({"training_code/train.py": b"print('train v2')\n"}, parent=first)
+    third = cloud.repository.commit({"training_code/train.py": b"print('train')\n"}, parent=second)
+
+    # WHEN both are pushed
+    one = lambda_handler(push_event(first), context)
+    three = lambda_handler(push_event(third, second), context)
+
+    # THEN their sourcedir archives are byte-identical (same key), with a gzip header free of time and name
+    assert one["code"]["training"] == three["code"]["training"]
+    header = s3_bytes(cloud, one["code"]["training"])[:10]
+    assert header[4:8] == b"\0\0\0\0"
+    assert gzip.decompress(s3_bytes(cloud, one["code"]["training"]))
+
+
+def test_duplicate_push_event_starts_nothing_new(cloud: Cloud, context: Any) -> None:
+    # GIVEN a push that already started a run
+    commit = cloud.repository.commit(TRAINING_CODE)
+    first = lambda_handler(push_event(commit), context)
+
+    # WHEN EventBridge delivers the same push again
+    again = lambda_handler(push_event(commit), context)
+
+    # THEN still exactly one execution exists, and the repeat answers with the first run
+    assert len(cloud.executions()) == 1
+    assert again["execution_arn"] == first["execution_arn"]
+
+
+def test_push_touching_neither_code_nor_pipeline_config_is_skipped(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a commit that only edits the README
+    base = cloud.repository.commit(TRAINING_CODE)
+    docs_only = cloud.repository.commit({"README.md": b"# better docs\n"}, parent=base)
+
+    # WHEN it is pushed
+    result = lambda_handler(push_event(docs_only, base), context)
+
+    # THEN no run starts, the log says why, and the ledger records the skip
+    assert result == {"status": "skipped", "reason": "no-relevant-changes", "commit_id": docs_only}
+    assert cloud.executions() == []
+    [line] = logged(caplog, "push skipped: no training code or pipeline configuration changed")
+    assert line["changed_paths"] == ["README.md"]
+    assert commit_lineage(Ledger(TABLE), REPOSITORY, docs_only)["push"]["outcome"] == "skipped"
+
+
+def test_change_to_a_pipeline_config_path_starts_a_run(cloud: Cloud, context: Any) -> None:
+    # GIVEN a commit that only edits a configured pipeline configuration path
+    base = cloud.repository.commit(TRAINING_CODE)
+    config_only = cloud.repository.commit({"pipeline.yaml": b"threshold: 5\n"}, parent=base)
+
+    # WHEN it is pushed
+    result = lambda_handler(push_event(config_only, base), context)
+
+    # THEN a run starts
+    assert result["status"] == "started"
+    assert len(cloud.executions()) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"referenceName": "feature-x", "referenceFullName": "refs/heads/feature-x"}, "other-branch"),
+        ({"repositoryName": "someone-elses-repo"}, "foreign-repository"),
+        ({"account": "999999999999"}, "foreign-account"),
+        ({"event": "referenceDeleted"}, "not-a-push"),
+        ({"referenceType": "tag"}, "other-branch"),
+    ],
+)
+def test_foreign_or_non_push_events_are_ignored_without_side_effects(
+    cloud: Cloud, context: Any, change: dict[str, str], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a push event for something that is not our repository's branch
+    commit = cloud.repository.commit(TRAINING_CODE)
+    event = push_event(commit)
+    if "account" in change:
+        event["account"] = change["account"]
+    else:
+        event["detail"].update(change)
+
+    # WHEN the handler receives it
+    result = lambda_handler(event, context)
+
+    # THEN it is ignored with the reason logged, and nothing was created anywhere
+    assert result["status"] == "ignored"
+    assert result["reason"] == reason
+    assert [line["reason"] for line in logged(caplog, "event ignored", "WARNING")] == [reason]
+    assert cloud.executions() == []
+    assert cloud.s3.list_objects_v2(Bucket=BUCKET).get("KeyCount", 0) == 0
+    assert cloud.apis.calls["codecommit.GetDifferences"] == []
+
+
+def test_other_branch_sample_event_is_ignored(cloud: Cloud, context: Any) -> None:
+    # GIVEN the sample event of a push to another branch WHEN it arrives
+    result = lambda_handler(load_event("codecommit_other_branch"), context)
+    # THEN it is ignored and no run exists
+    assert result["status"] == "ignored"
+    assert cloud.executions() == []
+
+
+def test_malformed_event_is_rejected_naming_the_field(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN the sample event that lacks commitId WHEN it arrives
+    result = lambda_handler(load_event("malformed"), context)
+    # THEN it is refused as malformed, the error names the missing field, and nothing happened
+    assert result["status"] == "ignored"
+    assert result["reason"] == "malformed"
+    assert any("commitId" in error for error in result["errors"])
+    [line] = logged(caplog, "event ignored", "ERROR")
+    assert line["reason"] == "malformed" and "commitId" in str(line["errors"])
+    assert cloud.executions() == []
+
+
+def test_oversized_event_is_rejected(cloud: Cloud, context: Any) -> None:
+    # GIVEN an event padded beyond EventBridge's 256 KB
+    commit = cloud.repository.commit(TRAINING_CODE)
+    event = push_event(commit)
+    event["detail"]["padding"] = "x" * (300 * 1024)
+    # WHEN it arrives THEN it is refused before anything is done
+    result = lambda_handler(event, context)
+    assert result["reason"] == "oversized"
+    assert cloud.executions() == []
+
+
+def test_commit_without_preprocess_script_is_not_run_and_people_are_told(cloud: Cloud, context: Any) -> None:
+    # GIVEN a commit whose training folder lacks preprocess.py
+    commit = cloud.repository.commit({"training_code/train.py": b"print('train')\n"})
+    # WHEN it is pushed
+    result = lambda_handler(push_event(commit), context)
+    # THEN no run starts and the notification names the missing file
+    assert result["reason"] == "training-code-incomplete"
+    assert cloud.executions() == []
+    [notification] = cloud.notifications()
+    assert "preprocess.py" in notification["Message"]
+
+
+def test_newer_push_stops_the_superseded_run_of_the_same_branch(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN superseded runs are to be stopped, and a run for an older commit is still executing
+    monkeypatch.setenv("STOP_SUPERSEDED_EXECUTIONS", "true")
+    from tests.unit.conftest import reset_caches
+
+    reset_caches()
+    older = cloud.repository.commit(TRAINING_CODE)
+    older_run = lambda_handler(push_event(older), context)["execution_arn"]
+    moto_sagemaker().pipelines[PIPELINE].pipeline_executions[
+        older_run
+    ].pipeline_execution_status = "Executing"
+
+    # WHEN a newer commit of the same branch is pushed
+    newer = cloud.repository.commit({"training_code/train.py": b"print('better')\n"}, parent=older)
+    result = lambda_handler(push_event(newer, older), context)
+
+    # THEN the older run is stopping and the newer one runs
+    statuses = {e["PipelineExecutionArn"]: e["PipelineExecutionStatus"] for e in cloud.executions()}
+    assert statuses[older_run] == "Stopping"
+    assert result["superseded"] == [older_run]
+    assert result["execution_arn"] in statuses
+
+
+def test_pipeline_is_updated_only_when_the_shipped_definition_changes(
+    cloud: Cloud, context: Any, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a small shipped definition, deployed by a first push
+    definition = json.loads(pipeline_definition.DEFINITION_FILE.read_text())
+    path = tmp_path / "pipeline_definition.json"
+    path.write_text(json.dumps(definition))
+    monkeypatch.setattr(pipeline_definition, "DEFINITION_FILE", path)
+    pipeline_definition.shipped_definition.cache_clear()
+    first = cloud.repository.commit(TRAINING_CODE)
+    assert lambda_handler(push_event(first), context)["pipeline"] == "created"
+
+    # WHEN a second push ships the same definition, reformatted
+    path.write_text(json.dumps(definition, indent=4))
+    pipeline_definition.shipped_definition.cache_clear()
+    second = cloud.repository.commit({"training_code/train.py": b"print('2')\n"}, parent=first)
+    unchanged = lambda_handler(push_event(second, first), context)
+
+    # AND a third push ships a changed definition
+    definition["Parameters"][1]["DefaultValue"] = "PRICE"
+    path.write_text(json.dumps(definition))
+    pipeline_definition.shipped_definition.cache_clear()
+    third = cloud.repository.commit({"training_code/train.py": b"print('3')\n"}, parent=second)
+    updated = lambda_handler(push_event(third, second), context)
+
+    # THEN only the third updated the pipeline, which now holds the new definition and its hash tag
+    assert unchanged["pipeline"] == "unchanged"
+    assert updated["pipeline"] == "updated"
+    deployed = cloud.sagemaker.describe_pipeline(PipelineName=PIPELINE)
+    assert json.loads(deployed["PipelineDefinition"])["Parameters"][1]["DefaultValue"] == "PRICE"
+    tags = cloud.sagemaker.list_tags(ResourceArn=deployed["PipelineArn"])["Tags"]
+    assert {"Key": "definition-sha256", "Value": pipeline_definition.canonical_sha256(definition)} in tags
+
+
+def test_push_is_recorded_in_the_commit_lineage(cloud: Cloud, context: Any) -> None:
+    # GIVEN a pushed commit
+    commit = cloud.repository.commit(TRAINING_CODE)
+    run = lambda_handler(push_event(commit), context)["execution_arn"]
+    # WHEN someone asks where the commit went
+    lineage = commit_lineage(Ledger(TABLE), REPOSITORY, commit)
+    # THEN the run it started is there, and SageMaker lineage links the commit to the run
+    assert [item["execution_arn"] for item in lineage["executions"]] == [run]
+    assert (
+        f"commit-{commit}",
+        f"pipeline-execution-{run.rsplit('/', 1)[-1]}",
+        "ContributedTo",
+    ) in cloud.lineage.chain()
