@@ -16,6 +16,7 @@ from orchestrator import pipeline_definition
 from orchestrator.clients import reset_clients
 from orchestrator.idempotency import reset_idempotency
 from orchestrator.settings import reset_settings
+from tests.events import load_event
 from tests.unit.fakes import (
     REGION,
     FakeLineageStore,
@@ -195,3 +196,71 @@ def logged(caplog: pytest.LogCaptureFixture, message: str, level: str | None = N
         for record in caplog.records
         if record.getMessage() == message and (level is None or record.levelname == level)
     ]
+
+
+EVALUATION = {"regression_metrics": {"rmse": {"value": 3.2}, "mae": {"value": 2.1}, "r2": {"value": 0.87}}}
+
+
+def register_package(
+    cloud: Cloud, commit_id: str, execution_arn: str, training_job: str, status: str = "PendingManualApproval"
+) -> str:
+    """What the pipeline's RegisterModel step leaves behind: a package stamped with its commit and run."""
+    sagemaker = cloud.sagemaker
+    sagemaker.create_training_job(
+        TrainingJobName=training_job,
+        AlgorithmSpecification={
+            "TrainingImage": ENVIRONMENT["TRAINING_IMAGE_URI"],
+            "TrainingInputMode": "File",
+        },
+        RoleArn=ROLE,
+        HyperParameters={"learning_rate": "0.01", "epochs": "20", "sagemaker_program": "train.py"},
+        OutputDataConfig={"S3OutputPath": f"s3://{BUCKET}/pipelines/training"},
+        ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 10},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+    evaluation_key = f"pipelines/{execution_arn.rsplit('/', 1)[-1]}/EvaluateModel/evaluation/evaluation.json"
+    cloud.s3.put_object(Bucket=BUCKET, Key=evaluation_key, Body=json.dumps(EVALUATION).encode())
+    return str(
+        sagemaker.create_model_package(
+            ModelPackageGroupName=GROUP,
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": ENVIRONMENT["INFERENCE_IMAGE_URI"],
+                        "ModelDataUrl": f"s3://{BUCKET}/pipelines/training/{training_job}/output/model.tar.gz",
+                    }
+                ],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            ModelApprovalStatus=status,
+            MetadataProperties={
+                "CommitId": commit_id,
+                "Repository": REPOSITORY,
+                "GeneratedBy": execution_arn,
+            },
+            ModelMetrics={
+                "ModelQuality": {
+                    "Statistics": {
+                        "ContentType": "application/json",
+                        "S3Uri": f"s3://{BUCKET}/{evaluation_key}",
+                    }
+                }
+            },
+        )["ModelPackageArn"]
+    )
+
+
+def decide(cloud: Cloud, package_arn: str, status: str, note: str = "metrics reviewed") -> dict[str, Any]:
+    """A reviewer approves or rejects the package; returns the event SageMaker would emit."""
+    cloud.sagemaker.update_model_package(
+        ModelPackageArn=package_arn, ModelApprovalStatus=status, ApprovalDescription=note
+    )
+    event = load_event("model_package_approved" if status == "Approved" else "model_package_rejected")
+    version = int(package_arn.rsplit("/", 1)[-1])
+    event["id"] = f"{event['id'][:-4]}{version:02d}{len(cloud.apis.calls):02d}"[-36:]
+    event["resources"] = [package_arn]
+    event["detail"].update(
+        ModelPackageArn=package_arn, ModelPackageVersion=version, ModelApprovalStatus=status
+    )
+    return event

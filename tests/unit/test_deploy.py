@@ -1,0 +1,255 @@
+"""DeployFunction: what approving or rejecting a model package does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from functions.deploy.app import lambda_handler
+from orchestrator.errors import EndpointBusyError
+from tests.events import load_event
+from tests.unit.conftest import (
+    BUCKET,
+    ENDPOINT,
+    GROUP,
+    ROLE,
+    Cloud,
+    decide,
+    logged,
+    register_package,
+    reset_caches,
+)
+from tests.unit.fakes import moto_sagemaker
+
+EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-demo-pipeline/execution/"
+
+
+def package(cloud: Cloud, n: int) -> str:
+    return register_package(cloud, f"{n:040x}", f"{EXECUTION}run{n:09d}", f"tune-model-{n:03d}")
+
+
+def serving_package(cloud: Cloud) -> str:
+    endpoint = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = cloud.sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    return str(model["Containers"][0]["ModelPackageName"])
+
+
+def test_approval_creates_model_config_and_endpoint(cloud: Cloud, context: Any) -> None:
+    # GIVEN a registered package
+    arn = package(cloud, 1)
+
+    # WHEN a reviewer approves it
+    result = lambda_handler(decide(cloud, arn, "Approved"), context)
+
+    # THEN the endpoint exists and serves that package through deterministically named resources
+    assert result["endpoint"]["action"] == "created"
+    endpoint = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    assert endpoint["EndpointConfigName"].startswith(f"{ENDPOINT}-v1-")
+    assert len(endpoint["EndpointConfigName"]) <= 63
+    model = cloud.sagemaker.describe_model(ModelName=f"{GROUP}-v1")
+    assert model["Containers"] == [{"ModelPackageName": arn}]
+    assert model["ExecutionRoleArn"] == ROLE
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    [variant] = config["ProductionVariants"]
+    assert (variant["VariantName"], variant["InstanceType"], variant["InitialInstanceCount"]) == (
+        "AllTraffic", "ml.m5.large", 1,
+    )  # fmt: skip
+    assert serving_package(cloud) == arn
+
+
+def test_data_capture_is_configured_when_asked(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 20 % data capture
+    monkeypatch.setenv("DATA_CAPTURE_PERCENT", "20")
+    reset_caches()
+    arn = package(cloud, 1)
+    # WHEN the package is approved
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    # THEN the endpoint config captures into the artifact bucket
+    endpoint = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    assert config["DataCaptureConfig"]["InitialSamplingPercentage"] == 20
+    assert config["DataCaptureConfig"]["DestinationS3Uri"] == f"s3://{BUCKET}/data-capture/{ENDPOINT}"
+
+
+def test_second_approval_of_the_live_package_is_a_logged_no_op(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a package that is live on the endpoint
+    arn = package(cloud, 1)
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    config_before = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+
+    # WHEN it is approved again (a new note, so a new state change)
+    again = lambda_handler(decide(cloud, arn, "Approved", note="approved again"), context)
+
+    # THEN nothing is redeployed and the log says the package is already live
+    assert again["endpoint"] == {
+        "action": "none", "reason": "already-live", "endpoint_name": ENDPOINT, "endpoint_config_name": config_before,
+    }  # fmt: skip
+    assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
+    assert cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == config_before
+    assert logged(caplog, "package already live: nothing to deploy")
+
+
+def test_duplicate_approval_event_deploys_once(cloud: Cloud, context: Any) -> None:
+    # GIVEN an approval event that was handled
+    arn = package(cloud, 1)
+    event = decide(cloud, arn, "Approved")
+    first = lambda_handler(event, context)
+    # WHEN EventBridge delivers it again
+    second = lambda_handler(event, context)
+    # THEN the answer is the first deployment's, and one endpoint config exists
+    assert second == first
+    assert len(cloud.sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("strategy", "routing"),
+    [
+        ("all-at-once", {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 300}),
+        ("canary", {"Type": "CANARY", "WaitIntervalInSeconds": 300,
+                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10}}),
+        ("linear", {"Type": "LINEAR", "WaitIntervalInSeconds": 300,
+                    "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 20}}),
+    ],
+)  # fmt: skip
+def test_new_approval_updates_blue_green_with_the_configured_strategy_and_alarms(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch, strategy: str, routing: dict[str, Any]
+) -> None:
+    # GIVEN the endpoint serves v1, and deployments use the configured strategy guarded by two alarms
+    monkeypatch.setenv("DEPLOYMENT_STRATEGY", strategy)
+    monkeypatch.setenv("ROLLBACK_ALARM_NAMES", "mlops-demo-5xx, mlops-demo-latency")
+    reset_caches()
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    v2 = package(cloud, 2)
+
+    # WHEN v2 is approved
+    result = lambda_handler(decide(cloud, v2, "Approved"), context)
+
+    # THEN SageMaker was asked for a blue/green update with that traffic shifting and auto-rollback
+    assert result["endpoint"]["action"] == "updated"
+    [update] = cloud.apis.calls["sagemaker.UpdateEndpoint"]
+    assert update["DeploymentConfig"] == {
+        "BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing, "TerminationWaitInSeconds": 600},
+        "AutoRollbackConfiguration": {
+            "Alarms": [{"AlarmName": "mlops-demo-5xx"}, {"AlarmName": "mlops-demo-latency"}]
+        },
+    }
+    # AND the endpoint now serves v2
+    assert serving_package(cloud) == v2
+
+
+def test_endpoint_mid_update_is_left_alone_and_the_event_retried(cloud: Cloud, context: Any) -> None:
+    # GIVEN the endpoint is being updated
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
+    v2 = package(cloud, 2)
+    event = decide(cloud, v2, "Approved")
+
+    # WHEN v2 is approved THEN the handler raises a retryable error and does not touch the endpoint
+    with pytest.raises(EndpointBusyError):
+        lambda_handler(event, context)
+    assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
+
+    # AND once the endpoint is in service, the retried event deploys v2
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "InService"
+    assert lambda_handler(event, context)["endpoint"]["action"] == "updated"
+    assert serving_package(cloud) == v2
+
+
+def test_batch_target_creates_the_transform_job_once(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN batch deployment is configured
+    monkeypatch.setenv("DEPLOY_TARGET", "batch")
+    reset_caches()
+    arn = package(cloud, 1)
+
+    # WHEN the package is approved, and approved again
+    first = lambda_handler(decide(cloud, arn, "Approved"), context)
+    second = lambda_handler(decide(cloud, arn, "Approved", note="re-approved"), context)
+
+    # THEN one transform job ran over the batch input into its own output prefix; no endpoint exists
+    job_name = first["batch"]["transform_job"]
+    assert job_name.startswith(f"{GROUP}-v1-")
+    job = cloud.sagemaker.describe_transform_job(TransformJobName=job_name)
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{BUCKET}/batch/input/"
+    assert job["TransformInput"]["ContentType"] == "text/csv"
+    assert job["TransformInput"]["SplitType"] == "Line"
+    assert job["TransformOutput"]["S3OutputPath"] == f"s3://{BUCKET}/batch/output/{job_name}"
+    assert second["batch"] == {"action": "none", "reason": "transform-job-exists", "transform_job": job_name}
+    assert len(cloud.sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_rejecting_the_live_package_rolls_back_to_the_previous_approved(cloud: Cloud, context: Any) -> None:
+    # GIVEN v1 then v2 were approved, and v2 is live
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    lambda_handler(decide(cloud, v2, "Approved"), context)
+    assert serving_package(cloud) == v2
+
+    # WHEN v2 is rejected
+    result = lambda_handler(decide(cloud, v2, "Rejected", note="drift on segment B"), context)
+
+    # THEN the endpoint is updated back to v1 and people are told
+    assert result["status"] == "rolled-back"
+    assert result["rollback_package_arn"] == v1
+    assert serving_package(cloud) == v1
+    subjects = [n["Subject"] for n in cloud.notifications()]
+    assert f"Endpoint rolled back to {GROUP} v1" in subjects
+
+
+def test_rejecting_a_package_that_is_not_live_changes_nothing(cloud: Cloud, context: Any) -> None:
+    # GIVEN v1 is live and v2 was never approved
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    # WHEN v2 is rejected
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+    # THEN v1 keeps serving
+    assert result["reason"] == "not-live"
+    assert serving_package(cloud) == v1
+    assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
+
+
+def test_package_of_a_foreign_group_is_ignored(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN an approval event of another team's group
+    event = load_event("model_package_approved")
+    foreign = "arn:aws:sagemaker:us-east-1:123456789012:model-package/other-team-models/3"
+    event["detail"].update(ModelPackageGroupName="other-team-models", ModelPackageArn=foreign)
+    # WHEN it arrives THEN it is ignored, logged, and nothing is deployed
+    result = lambda_handler(event, context)
+    assert (result["status"], result["reason"]) == ("ignored", "foreign-group")
+    assert [line["reason"] for line in logged(caplog, "event ignored")] == ["foreign-group"]
+    assert cloud.sagemaker.list_models()["Models"] == []
+
+
+def test_event_saying_approved_for_a_pending_package_is_ignored(cloud: Cloud, context: Any) -> None:
+    # GIVEN a package that SageMaker says is still pending
+    arn = package(cloud, 1)
+    event = load_event("model_package_approved")
+    event["detail"].update(ModelPackageArn=arn, ModelPackageVersion=1)
+    # WHEN an event claims it was approved
+    result = lambda_handler(event, context)
+    # THEN nothing is deployed: SageMaker's own record wins
+    assert (result["reason"], result["actual_status"]) == ("status-mismatch", "PendingManualApproval")
+    assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_pending_and_malformed_package_events_are_ignored(cloud: Cloud, context: Any) -> None:
+    # GIVEN a pending-package event, and an approval event whose ARN names another group
+    pending = load_event("model_package_pending")
+    inconsistent = load_event("model_package_approved")
+    inconsistent["detail"]["ModelPackageArn"] = "arn:aws:sagemaker:us-east-1:123456789012:model-package/x/3"
+    # WHEN they arrive THEN both are refused without side effects
+    assert lambda_handler(pending, context)["reason"] == "not-a-decision"
+    refused = lambda_handler(inconsistent, context)
+    assert refused["reason"] == "malformed"
+    assert "ModelPackageGroupName" in str(refused["errors"])
+    assert cloud.sagemaker.list_models()["Models"] == []
