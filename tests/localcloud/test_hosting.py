@@ -1,12 +1,18 @@
-"""Model serving as the SageMaker TensorFlow Serving container does it (ModelHost, LoadedModel)."""
+"""Model hosting: the TensorFlow Serving container (ModelHost, LoadedModel), and endpoints and batch
+transforms served on the embedded AWS (EndpointHosting).
+"""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import textwrap
-from collections.abc import Iterator
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +21,8 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
+from localcloud.aws import EmbeddedAws
+from localcloud.runtime.hosting import EndpointHosting, attach_hosting, traffic_schedule
 from localcloud.runtime.serving import ModelHost, ModelLoadError
 
 BUCKET = "models"
@@ -216,3 +224,298 @@ def test_the_projects_inference_handlers_serve_through_the_container(
     assert status == 200
     assert json.loads(body)["predictions"] == pytest.approx(direct(model, ROWS), rel=1e-5)
     assert bad_status == 400 and "row 2" in json.loads(bad_body)["error"]
+
+
+
+# -- endpoints and transforms on the embedded AWS ------------------------------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+ROW = b"0.5,1.0,-2.0\n"
+
+
+class Cloud:
+    """An embedded AWS with hosting attached, its clients, and the events it emitted."""
+
+    def __init__(self, aws: EmbeddedAws, hosting: EndpointHosting, workdir: Path) -> None:
+        self.aws, self.hosting, self.workdir = aws, hosting, workdir
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                        region_name=aws.region)
+        self.client: Callable[[str], Any] = lambda service: session.client(
+            service, endpoint_url=aws.endpoint_url)
+        self.s3, self.sm = self.client("s3"), self.client("sagemaker")
+        self.runtime, self.cloudwatch = self.client("sagemaker-runtime"), self.client("cloudwatch")
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        aws.subscribe_events(self._record)
+
+    def _record(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def endpoint_statuses(self, name: str) -> list[str]:
+        self.aws.wait_for_events(10)
+        return [e["detail"]["EndpointStatus"] for e in self.events
+                if e["detail-type"] == "SageMaker Endpoint State Change"
+                and e["detail"]["EndpointName"] == name]
+
+    def model_from_archive(self, name: str, seed: int, via_package: bool = True) -> Any:
+        """Upload a tiny model; register it as a package (or not) and create a Model for it."""
+        archive, keras_model = build_model_archive(self.workdir / name, HANDLERS, seed=seed)
+        self.s3.put_object(Bucket="hosting", Key=f"{name}/model.tar.gz", Body=archive)
+        url = f"s3://hosting/{name}/model.tar.gz"
+        if via_package:
+            group = f"group-{name}"
+            self.sm.create_model_package_group(ModelPackageGroupName=group)
+            package = self.sm.create_model_package(
+                ModelPackageGroupName=group,
+                InferenceSpecification={"Containers": [{"Image": "tfs:2", "ModelDataUrl": url}],
+                                        "SupportedContentTypes": ["text/csv"],
+                                        "SupportedResponseMIMETypes": ["application/json"]})
+            self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE,
+                                 Containers=[{"ModelPackageName": package["ModelPackageArn"]}])
+        else:
+            self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE,
+                                 PrimaryContainer={"Image": "tfs:2", "ModelDataUrl": url})
+        return keras_model
+
+    def config(self, name: str, variants: dict[str, tuple[str, float]]) -> str:
+        self.sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+            {"VariantName": variant, "ModelName": model, "InitialInstanceCount": 1,
+             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
+            for variant, (model, weight) in variants.items()])
+        return name
+
+    def wait_status(self, name: str, wanted: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            described = self.sm.describe_endpoint(EndpointName=name)
+            if described["EndpointStatus"] == wanted:
+                return described
+            assert time.monotonic() < deadline, described
+            time.sleep(0.05)
+
+    def predict(self, endpoint: str, body: bytes = ROW) -> float:
+        answer = self.runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType="text/csv",
+                                              Accept="application/json")
+        return float(json.loads(answer["Body"].read())["predictions"][0])
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    workdir = tmp_path_factory.mktemp("cloud")
+    with EmbeddedAws(work_dir=workdir / "aws") as aws:
+        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                                        region_name=aws.region)
+        s3_client = session.client("s3", endpoint_url=aws.endpoint_url)
+        s3_client.create_bucket(Bucket="hosting")
+        # a 200 s canary bake lasts 2 s here
+        hosting = attach_hosting(aws, ModelHost(s3_client, workdir / "host"), time_scale=0.01)
+        yield Cloud(aws, hosting, workdir)
+        hosting.wait_idle(30)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def one_prediction(model: Any) -> float:
+    return direct(model, [[0.5, 1.0, -2.0]])[0]
+
+
+def test_an_endpoint_of_a_model_package_serves_invoke_endpoint(cloud: Cloud):
+    # GIVEN a model registered as a package, and an endpoint config for it
+    model_name = unique("pkg-model")
+    keras_model = cloud.model_from_archive(model_name, seed=11)
+    endpoint = unique("ep")
+
+    # WHEN the endpoint is created
+    config = cloud.config(unique("cfg"), {"AllTraffic": (model_name, 1.0)})
+    cloud.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    cloud.wait_status(endpoint, "InService")
+
+    # THEN InvokeEndpoint answers what the model computes, and the state changes were emitted
+    assert cloud.predict(endpoint) == pytest.approx(one_prediction(keras_model), rel=1e-5)
+    assert cloud.endpoint_statuses(endpoint) == ["CREATING", "IN_SERVICE"]
+
+
+def test_a_bad_row_reaches_the_caller_as_a_model_error_with_the_400(cloud: Cloud):
+    # GIVEN an endpoint in service (model container without a package)
+    model_name = unique("plain-model")
+    cloud.model_from_archive(model_name, seed=12, via_package=False)
+    endpoint = unique("ep")
+    config = cloud.config(unique("cfg"), {"AllTraffic": (model_name, 1.0)})
+    cloud.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    cloud.wait_status(endpoint, "InService")
+
+    # WHEN a row holds a word
+    with pytest.raises(cloud.runtime.exceptions.ModelError) as raised:
+        cloud.predict(endpoint, b"1,2,three\n")
+
+    # THEN SageMaker's ModelError carries the container's 400 and the handler's message
+    assert raised.value.response["OriginalStatusCode"] == 400
+    assert "row 1: '1,2,three' has a value that is not a number" in raised.value.response["OriginalMessage"]
+
+
+def test_an_endpoint_whose_model_cannot_load_fails_with_the_reason(cloud: Cloud):
+    # GIVEN a model whose data does not exist
+    model_name = unique("missing-model")
+    cloud.sm.create_model(ModelName=model_name, ExecutionRoleArn=ROLE,
+                          PrimaryContainer={"Image": "tfs:2", "ModelDataUrl": "s3://hosting/nothing/model.tar.gz"})
+    endpoint = unique("ep")
+
+    # WHEN the endpoint is created
+    config = cloud.config(unique("cfg"), {"AllTraffic": (model_name, 1.0)})
+    cloud.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+
+    # THEN it ends Failed, saying which model data could not be downloaded
+    described = cloud.wait_status(endpoint, "Failed")
+    assert "s3://hosting/nothing/model.tar.gz" in described["FailureReason"]
+    assert cloud.endpoint_statuses(endpoint)[-1] == "FAILED"
+
+
+def canary_config(alarms: list[str]) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": 200,
+                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}},
+            "TerminationWaitInSeconds": 0,
+        },
+    }
+    if alarms:
+        config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": name} for name in alarms]}
+    return config
+
+
+def deployed_pair(cloud: Cloud) -> tuple[str, str, str, float, float]:
+    old_model, new_model = unique("blue"), unique("green")
+    old_value = one_prediction(cloud.model_from_archive(old_model, seed=21))
+    new_value = one_prediction(cloud.model_from_archive(new_model, seed=22))
+    assert abs(old_value - new_value) > 1e-3  # the two fleets answer differently
+    endpoint = unique("ep")
+    old_config = cloud.config(unique("cfg-blue"), {"AllTraffic": (old_model, 1.0)})
+    cloud.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=old_config)
+    cloud.wait_status(endpoint, "InService")
+    new_config = cloud.config(unique("cfg-green"), {"AllTraffic": (new_model, 1.0)})
+    return endpoint, old_config, new_config, old_value, new_value
+
+
+def wait_for_canary(cloud: Cloud, endpoint: str, new_config: str) -> None:
+    deadline = time.monotonic() + 30
+    while cloud.hosting.serving_config(endpoint)[1:] != (new_config, 0.5):
+        assert time.monotonic() < deadline, cloud.hosting.serving_config(endpoint)
+        time.sleep(0.02)
+
+
+def which(value: float, old_value: float, new_value: float) -> str:
+    return "old" if abs(value - old_value) < abs(value - new_value) else "new"
+
+
+def test_a_canary_update_splits_traffic_then_switches_to_the_new_fleet(cloud: Cloud):
+    # GIVEN an endpoint serving the old model, and a config for the new one
+    endpoint, _, new_config, old_value, new_value = deployed_pair(cloud)
+
+    # WHEN it is updated with a 50 % canary
+    cloud.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config,
+                             DeploymentConfig=canary_config([]))
+    wait_for_canary(cloud, endpoint, new_config)
+    during = {which(cloud.predict(endpoint), old_value, new_value) for _ in range(30)}
+    described = cloud.wait_status(endpoint, "InService")
+
+    # THEN during the canary both fleets answered, and afterwards only the new one does
+    assert during == {"old", "new"}
+    assert described["EndpointConfigName"] == new_config
+    assert {which(cloud.predict(endpoint), old_value, new_value) for _ in range(10)} == {"new"}
+    assert [s.weight for s in cloud.hosting.history if s.endpoint_name == endpoint] == [1.0, 0.5, 1.0]
+    assert cloud.endpoint_statuses(endpoint) == ["CREATING", "IN_SERVICE", "UPDATING", "IN_SERVICE"]
+
+
+def test_an_alarm_during_baking_rolls_the_update_back(cloud: Cloud):
+    # GIVEN an endpoint, a rollback alarm that is OK, and a canary update under way
+    endpoint, old_config, new_config, old_value, new_value = deployed_pair(cloud)
+    alarm = unique("errors")
+    cloud.cloudwatch.put_metric_alarm(
+        AlarmName=alarm, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Statistic="Sum",
+        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    cloud.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    cloud.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config,
+                             DeploymentConfig=canary_config([alarm]))
+    wait_for_canary(cloud, endpoint, new_config)
+
+    # WHEN the alarm goes off while the canary bakes
+    cloud.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx errors")
+    described = cloud.wait_status(endpoint, "InService")
+
+    # THEN the endpoint is back on the old config, says why, and serves only the old model
+    assert described["EndpointConfigName"] == old_config
+    assert alarm in described["FailureReason"] and "rolled back" in described["FailureReason"]
+    assert {which(cloud.predict(endpoint), old_value, new_value) for _ in range(10)} == {"old"}
+    assert cloud.endpoint_statuses(endpoint)[-3:] == ["UPDATING", "ROLLING_BACK", "IN_SERVICE"]
+
+
+def test_weighted_production_variants_split_traffic(cloud: Cloud):
+    # GIVEN an endpoint config with two variants of equal weight, and one with a zero-weight variant
+    model_a, model_b = unique("variant-a"), unique("variant-b")
+    value_a = one_prediction(cloud.model_from_archive(model_a, seed=31))
+    value_b = one_prediction(cloud.model_from_archive(model_b, seed=32))
+    split, only_a = unique("ab"), unique("a-only")
+    cloud.sm.create_endpoint(EndpointName=split, EndpointConfigName=cloud.config(
+        unique("cfg-ab"), {"A": (model_a, 1.0), "B": (model_b, 1.0)}))
+    cloud.sm.create_endpoint(EndpointName=only_a, EndpointConfigName=cloud.config(
+        unique("cfg-a"), {"A": (model_a, 1.0), "B": (model_b, 0.0)}))
+    cloud.wait_status(split, "InService")
+    cloud.wait_status(only_a, "InService")
+
+    # WHEN each is invoked repeatedly
+    split_answers = {which(cloud.predict(split), value_a, value_b) for _ in range(30)}
+    only_a_answers = {which(cloud.predict(only_a), value_a, value_b) for _ in range(15)}
+
+    # THEN traffic follows the variant weights
+    assert split_answers == {"old", "new"}
+    assert only_a_answers == {"old"}
+
+
+def test_a_batch_transform_writes_one_out_file_per_input_object(cloud: Cloud):
+    # GIVEN a model and two CSV files under an input prefix
+    model_name = unique("batch-model")
+    keras_model = cloud.model_from_archive(model_name, seed=41)
+    prefix = unique("batch")
+    files = {"part-a.csv": ROWS, "part-b.csv": [[1.0, 2.0, 3.0]]}
+    for name, rows in files.items():
+        body = "".join(",".join(str(v) for v in row) + "\n" for row in rows)
+        cloud.s3.put_object(Bucket="hosting", Key=f"{prefix}/in/{name}", Body=body.encode())
+    job = unique("transform")
+
+    # WHEN a transform job runs over the prefix (CSV in, one line per record out)
+    cloud.sm.create_transform_job(
+        TransformJobName=job, ModelName=model_name, BatchStrategy="MultiRecord",
+        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
+                                                        "S3Uri": f"s3://hosting/{prefix}/in"}},
+                        "ContentType": "text/csv", "SplitType": "Line"},
+        TransformOutput={"S3OutputPath": f"s3://hosting/{prefix}/out", "Accept": "text/csv",
+                         "AssembleWith": "Line"},
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+    assert cloud.hosting.wait_idle(60)
+
+    # THEN it completed, and each input has its .out with the model's predictions
+    assert cloud.sm.describe_transform_job(TransformJobName=job)["TransformJobStatus"] == "Completed"
+    for name, rows in files.items():
+        out = cloud.s3.get_object(Bucket="hosting", Key=f"{prefix}/out/{name}.out")["Body"].read()
+        assert [float(v) for v in out.decode().split()] == pytest.approx(direct(keras_model, rows), rel=1e-5)
+    cloud.aws.wait_for_events(10)
+    statuses = [e["detail"]["TransformJobStatus"] for e in cloud.events
+                if e["detail-type"] == "SageMaker Transform Job State Change"
+                and e["detail"]["TransformJobName"] == job]
+    assert statuses == ["InProgress", "Completed"]
+
+
+def test_traffic_schedules_follow_the_routing_configuration():
+    # GIVEN the three routing types WHEN scheduled THEN the shares and waits are SageMaker's
+    linear = {"BlueGreenUpdatePolicy": {"TerminationWaitInSeconds": 5, "TrafficRoutingConfiguration": {
+        "Type": "LINEAR", "WaitIntervalInSeconds": 60,
+        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}}}}
+    canary = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
+        "Type": "CANARY", "WaitIntervalInSeconds": 30, "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}}}
+    assert traffic_schedule(linear, 2) == [(0.25, 60), (0.5, 60), (0.75, 60), (1.0, 5)]
+    assert traffic_schedule(canary, 4) == [(0.25, 30), (1.0, 0)]
+    assert traffic_schedule({}, 1) == [(1.0, 0)]
