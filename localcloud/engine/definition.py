@@ -184,11 +184,8 @@ _COMPARE = {
 
 def _comparable(left: Any, right: Any) -> tuple[Any, Any]:
     """Numbers compare as numbers even when one side came from JSON or a parameter as text."""
-    if (
-        (isinstance(left, (int, float))
-        and isinstance(right, str))
-        or (isinstance(right, (int, float))
-        and isinstance(left, str))
+    if (isinstance(left, (int, float)) and isinstance(right, str)) or (
+        isinstance(right, (int, float)) and isinstance(left, str)
     ):
         try:
             return float(left), float(right)

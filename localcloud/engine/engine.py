@@ -152,7 +152,7 @@ class PipelineEngine:
                     endpoint_url=self.aws.endpoint_url,
                     region_name=self.aws.region,
                     aws_access_key_id="testing",
-                    aws_secret_access_key="testing",
+                    aws_secret_access_key="testing",  # noqa: S106 - the embedded AWS takes any key
                     config=Config(retries={"max_attempts": 2}, max_pool_connections=32),
                 )
             return self._clients[service]
@@ -720,7 +720,7 @@ class PipelineEngine:
                     "ResourceConfig": resources,
                     **self._experiment(run, job_name),
                 }
-                result, described = self._train(request, tuning_arn)
+                _, described = self._train(request, tuning_arn)
                 value = next(
                     (m["Value"] for m in described["FinalMetricDataList"] if m["MetricName"] == metric_name),
                     None,
@@ -755,10 +755,14 @@ class PipelineEngine:
                     objectives["Pending"] -= 1
                     objectives[summary["ObjectiveStatus"]] += 1
                     incumbent = best[0]
-                    if summary["ObjectiveStatus"] == "Succeeded" and (
-                        incumbent is None
-                        or search.is_better(
-                            value, incumbent["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+                    if (
+                        value is not None
+                        and summary["ObjectiveStatus"] == "Succeeded"
+                        and (
+                            incumbent is None
+                            or search.is_better(
+                                value, incumbent["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+                            )
                         )
                     ):
                         best[0] = summary

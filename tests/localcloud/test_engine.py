@@ -92,16 +92,22 @@ class FakeRunner:
                 self.calls.append(("processing", job_name, request))
             time.sleep(self.job_seconds)
             if self.fail_jobs_matching and self.fail_jobs_matching in job_name:
-                return FakeJobResult(job_name, "Failed", "AlgorithmError: column 'MEDV' is missing in data.csv")
+                return FakeJobResult(
+                    job_name, "Failed", "AlgorithmError: column 'MEDV' is missing in data.csv"
+                )
             inputs = [i["S3Input"]["S3Uri"] for i in request.get("ProcessingInputs", [])]
             digest = self._input_digest(inputs)
             for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
                 uri = output["S3Output"]["S3Uri"].rstrip("/")
                 if output["OutputName"] == "evaluation":
-                    report = {"regression_metrics": {"rmse": {"value": self.test_rmse}, "mae": {"value": 2.0}}}
+                    report = {
+                        "regression_metrics": {"rmse": {"value": self.test_rmse}, "mae": {"value": 2.0}}
+                    }
                     self._put(f"{uri}/evaluation.json", json.dumps(report).encode())
                 else:
-                    self._put(f"{uri}/{output['OutputName']}-algo-1.csv", f"a,b,MEDV\n1,2,{digest}\n".encode())
+                    self._put(
+                        f"{uri}/{output['OutputName']}-algo-1.csv", f"a,b,MEDV\n1,2,{digest}\n".encode()
+                    )
             return FakeJobResult(job_name, "Completed")
         finally:
             self._leave("processing")
@@ -112,11 +118,17 @@ class FakeRunner:
             with self._lock:
                 self.calls.append(("training", job_name, request))
             time.sleep(self.job_seconds)
-            artifacts = f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}/output/model.tar.gz"
+            artifacts = (
+                f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}/{job_name}/output/model.tar.gz"
+            )
             self._put(artifacts, b"model bytes of " + job_name.encode())
             rmse = bowl(request["HyperParameters"])
-            return FakeJobResult(job_name, "Completed", final_metrics={"validation:rmse": rmse, "loss": rmse**2},
-                                 model_artifacts=artifacts)
+            return FakeJobResult(
+                job_name,
+                "Completed",
+                final_metrics={"validation:rmse": rmse, "loss": rmse**2},
+                model_artifacts=artifacts,
+            )
         finally:
             self._leave("training")
 
@@ -145,20 +157,25 @@ def engine(embedded_aws: EmbeddedAws, runner: FakeRunner, tmp_path: Path) -> Ite
 
 def create_pipeline(client: Callable[[str], Any], name: str, definition: dict[str, Any] | str) -> None:
     text = definition if isinstance(definition, str) else json.dumps(definition)
-    client("sagemaker").create_pipeline(PipelineName=name, PipelineDefinition=text,
-                                        RoleArn="arn:aws:iam::123456789012:role/pipeline")
+    client("sagemaker").create_pipeline(
+        PipelineName=name, PipelineDefinition=text, RoleArn="arn:aws:iam::123456789012:role/pipeline"
+    )
 
 
 def start(client: Callable[[str], Any], name: str, parameters: dict[str, Any], **extra: Any) -> str:
     reply = client("sagemaker").start_pipeline_execution(
         PipelineName=name,
         PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in parameters.items()],
-        ClientRequestToken=extra.pop("token", uuid.uuid4().hex), **extra)
+        ClientRequestToken=extra.pop("token", uuid.uuid4().hex),
+        **extra,
+    )
     return str(reply["PipelineExecutionArn"])
 
 
 def steps_of(client: Callable[[str], Any], arn: str) -> dict[str, dict[str, Any]]:
-    listed = client("sagemaker").list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
+    listed = client("sagemaker").list_pipeline_execution_steps(PipelineExecutionArn=arn)[
+        "PipelineExecutionSteps"
+    ]
     return {step["StepName"]: step for step in listed}
 
 
@@ -167,8 +184,13 @@ def upload(client: Callable[[str], Any], bucket: str, key: str, body: bytes) -> 
     return f"s3://{bucket}/{key}"
 
 
-def real_parameters(client: Callable[[str], Any], bucket: str, training_code: bytes = b"train v1",
-                    data_csv: bytes = b"a,b,MEDV\n1,2,3\n", **overrides: Any) -> dict[str, Any]:
+def real_parameters(
+    client: Callable[[str], Any],
+    bucket: str,
+    training_code: bytes = b"train v1",
+    data_csv: bytes = b"a,b,MEDV\n1,2,3\n",
+    **overrides: Any,
+) -> dict[str, Any]:
     data = upload(client, bucket, "data/boston.csv", data_csv)
     params: dict[str, Any] = {
         "InputDataUri": data.rsplit("/", 1)[0],
@@ -177,9 +199,12 @@ def real_parameters(client: Callable[[str], Any], bucket: str, training_code: by
         "ArtifactBucket": bucket,
         "PreprocessCodeUri": upload(client, bucket, "code/p1/preprocess.py", b"print('pre')"),
         "EvaluateCodeUri": upload(client, bucket, "code/e1/evaluate.py", b"print('eval')"),
-        "TrainingCodeUri": upload(client, bucket,
-                                  f"code/{hashlib.sha256(training_code).hexdigest()[:8]}/sourcedir.tar.gz",
-                                  training_code),
+        "TrainingCodeUri": upload(
+            client,
+            bucket,
+            f"code/{hashlib.sha256(training_code).hexdigest()[:8]}/sourcedir.tar.gz",
+            training_code,
+        ),
         "ExecutionRoleArn": "arn:aws:iam::123456789012:role/sagemaker",
         "ProcessingImageUri": "sklearn:1.2",
         "TrainingImageUri": "tensorflow-training:2.13",
@@ -204,8 +229,8 @@ def real_pipeline(client: Callable[[str], Any], unique: Callable[[str], str], bu
 
 
 def test_quality_gate_passes_registers_model_package_of_best_trial(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN the synthesized definition and an evaluation RMSE (4.2) under the threshold (6.0)
     arn = start(client, real_pipeline, real_parameters(client, bucket))
 
@@ -218,16 +243,20 @@ def test_quality_gate_passes_registers_model_package_of_best_trial(
     assert status == "Succeeded" and described["PipelineExecutionStatus"] == "Succeeded"
     steps = steps_of(client, arn)
     assert {n: s["StepStatus"] for n, s in steps.items()} == {
-        "PreprocessData": "Succeeded", "TuneModel": "Succeeded", "EvaluateModel": "Succeeded",
-        "CheckQuality": "Succeeded", "RegisterModel-RegisterModel": "Succeeded"}
+        "PreprocessData": "Succeeded",
+        "TuneModel": "Succeeded",
+        "EvaluateModel": "Succeeded",
+        "CheckQuality": "Succeeded",
+        "RegisterModel-RegisterModel": "Succeeded",
+    }
     assert steps["CheckQuality"]["Metadata"]["Condition"]["Outcome"] == "True"
     listed = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn)["PipelineExecutionSteps"]
     assert listed[0]["StepName"] == "RegisterModel-RegisterModel"  # newest first, as AWS lists them
     assert listed[-1]["StepName"] == "PreprocessData"
     tuning_name = steps["TuneModel"]["Metadata"]["TuningJob"]["Arn"].rsplit("/", 1)[1]
     trials = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName=tuning_name, SortBy="FinalObjectiveMetricValue",
-        SortOrder="Ascending")["TrainingJobSummaries"]
+        HyperParameterTuningJobName=tuning_name, SortBy="FinalObjectiveMetricValue", SortOrder="Ascending"
+    )["TrainingJobSummaries"]
     best = trials[0]["TrainingJobName"]
     package_arn = steps["RegisterModel-RegisterModel"]["Metadata"]["RegisterModel"]["Arn"]
     package = sagemaker.describe_model_package(ModelPackageName=package_arn)
@@ -239,7 +268,8 @@ def test_quality_gate_passes_registers_model_package_of_best_trial(
     assert package["CustomerMetadataProperties"]["CommitId"] == "abc123"
     execution_id = arn.rsplit("/", 1)[1]
     assert package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"] == (
-        f"s3://{bucket}/pipelines/{execution_id}/EvaluateModel/evaluation/evaluation.json")
+        f"s3://{bucket}/pipelines/{execution_id}/EvaluateModel/evaluation/evaluation.json"
+    )
     # the evaluation read the best model and the preprocessing's test split
     evaluate = next(r for k, n, r in runner.calls if "EvaluateModel" in n)
     inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in evaluate["ProcessingInputs"]}
@@ -249,8 +279,8 @@ def test_quality_gate_passes_registers_model_package_of_best_trial(
 
 
 def test_quality_gate_fails_with_the_resolved_message(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN an evaluation RMSE (7.5) above a threshold given at start (5.0)
     runner.test_rmse = 7.5
     arn = start(client, real_pipeline, real_parameters(client, bucket, RmseThreshold=5.0))
@@ -270,8 +300,8 @@ def test_quality_gate_fails_with_the_resolved_message(
 
 
 def test_missing_required_parameter_fails_the_execution(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN a start without CommitId, which has no default
     parameters = real_parameters(client, bucket)
     del parameters["CommitId"]
@@ -288,8 +318,8 @@ def test_missing_required_parameter_fails_the_execution(
 
 
 def test_processing_job_request_is_resolved_and_visible_through_describe(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN two preprocessing instances asked for at start
     arn = start(client, real_pipeline, real_parameters(client, bucket, PreprocessInstanceCount=2))
     engine.wait(arn, timeout=60)
@@ -312,11 +342,13 @@ def test_processing_job_request_is_resolved_and_visible_through_describe(
 
 
 def test_tuning_runs_n_trials_at_most_p_at_once_and_ranks_best_first(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN a tuning budget of 6 trials, 3 at a time, each taking a moment
     runner.job_seconds = 0.3
-    arn = start(client, real_pipeline, real_parameters(client, bucket, MaxTuningJobs=6, MaxParallelTuningJobs=3))
+    arn = start(
+        client, real_pipeline, real_parameters(client, bucket, MaxTuningJobs=6, MaxParallelTuningJobs=3)
+    )
 
     # WHEN it runs
     assert engine.wait(arn, timeout=60) == "Succeeded"
@@ -333,8 +365,11 @@ def test_tuning_runs_n_trials_at_most_p_at_once_and_ranks_best_first(
     assert tuning["TrainingJobStatusCounters"]["Completed"] == 6
     assert tuning["ObjectiveStatusCounters"]["Succeeded"] == 6
     summaries = sagemaker.list_training_jobs_for_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName=tuning_name, MaxResults=100)["TrainingJobSummaries"]
-    values = {s["TrainingJobName"]: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries}
+        HyperParameterTuningJobName=tuning_name, MaxResults=100
+    )["TrainingJobSummaries"]
+    values = {
+        s["TrainingJobName"]: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries
+    }
     assert tuning["BestTrainingJob"]["TrainingJobName"] == min(values, key=values.__getitem__)
     for summary in summaries:
         tuned = summary["TunedHyperParameters"]
@@ -348,12 +383,15 @@ def test_tuning_runs_n_trials_at_most_p_at_once_and_ranks_best_first(
     metrics = {m["MetricName"]: m["Value"] for m in best["FinalMetricDataList"]}
     assert metrics["validation:rmse"] == pytest.approx(bowl(best["HyperParameters"]))
     assert [d["Name"] for d in best["AlgorithmSpecification"]["MetricDefinitions"]] == [
-        "loss", "validation:loss", "validation:rmse"]
+        "loss",
+        "validation:loss",
+        "validation:rmse",
+    ]
 
 
 def test_failed_preprocessing_fails_the_execution_and_starts_nothing_after_it(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN a preprocessing job that fails
     runner.fail_jobs_matching = "PreprocessData"
     arn = start(client, real_pipeline, real_parameters(client, bucket))
@@ -374,8 +412,8 @@ def test_failed_preprocessing_fails_the_execution_and_starts_nothing_after_it(
 
 
 def test_second_run_with_new_training_code_reuses_preprocessing_from_cache(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str,
-        bucket: str) -> None:
+    engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN a first successful run
     first = start(client, real_pipeline, real_parameters(client, bucket, training_code=b"train v1"))
     assert engine.wait(first, timeout=60) == "Succeeded"
@@ -394,7 +432,9 @@ def test_second_run_with_new_training_code_reuses_preprocessing_from_cache(
     # the tuning read the first run's preprocessing output (the cached step's properties)
     first_id = first.rsplit("/", 1)[1]
     last_training = next(r for k, n, r in reversed(runner.calls) if k == "training")
-    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in last_training["InputDataConfig"]}
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in last_training["InputDataConfig"]
+    }
     assert channels["train"] == f"s3://{bucket}/pipelines/{first_id}/PreprocessData/train"
 
     # AND WHEN a third run changes nothing, every cacheable step is a hit
@@ -405,21 +445,26 @@ def test_second_run_with_new_training_code_reuses_preprocessing_from_cache(
     assert steps["EvaluateModel"]["CacheHitResult"]["SourcePipelineExecutionArn"] == second
 
     # AND WHEN the input data changes, preprocessing misses the cache
-    fourth = start(client, real_pipeline, real_parameters(
-        client, bucket, training_code=b"train v2", data_csv=b"a,b,MEDV\n1,2,3\n4,5,6\n"))
+    fourth = start(
+        client,
+        real_pipeline,
+        real_parameters(client, bucket, training_code=b"train v2", data_csv=b"a,b,MEDV\n1,2,3\n4,5,6\n"),
+    )
     assert engine.wait(fourth, timeout=60) == "Succeeded"
     assert "CacheHitResult" not in steps_of(client, fourth)["PreprocessData"]
 
 
 def test_execution_and_step_events_are_emitted_like_aws(
-        engine: PipelineEngine, client: Callable[[str], Any], real_pipeline: str, bucket: str,
-        events: Any) -> None:
+    engine: PipelineEngine, client: Callable[[str], Any], real_pipeline: str, bucket: str, events: Any
+) -> None:
     # GIVEN a progress listener
     updates: list[ProgressUpdate] = []
     remove = engine.add_progress_listener(updates.append)
 
     # WHEN an execution runs
-    arn = start(client, real_pipeline, real_parameters(client, bucket), PipelineExecutionDisplayName="demo-run")
+    arn = start(
+        client, real_pipeline, real_parameters(client, bucket), PipelineExecutionDisplayName="demo-run"
+    )
     engine.wait(arn, timeout=60)
     remove()
 
@@ -434,16 +479,22 @@ def test_execution_and_step_events_are_emitted_like_aws(
     assert {"executionStartTime", "executionEndTime"} <= final["detail"].keys()
     assert arn in final["resources"]
     # AND each step reports its transitions with its job in the metadata
-    step_events = events.of("SageMaker Model Building Pipeline Execution Step Status Change",
-                            pipelineExecutionArn=arn)
+    step_events = events.of(
+        "SageMaker Model Building Pipeline Execution Step Status Change", pipelineExecutionArn=arn
+    )
     preprocess = [e["detail"] for e in step_events if e["detail"]["stepName"] == "PreprocessData"]
-    assert [d["currentStepStatus"] for d in preprocess][0] == "Starting"
+    assert preprocess[0]["currentStepStatus"] == "Starting"
     assert preprocess[-1]["currentStepStatus"] == "Succeeded"
     assert preprocess[-1]["metadata"]["processingJob"]["arn"].startswith("arn:aws:sagemaker:")
     assert preprocess[-1]["stepType"] == "Processing"
     # AND the progress hook saw every step and the tuning trials
     assert {u.step_name for u in updates if u.step_name} == {
-        "PreprocessData", "TuneModel", "EvaluateModel", "CheckQuality", "RegisterModel-RegisterModel"}
+        "PreprocessData",
+        "TuneModel",
+        "EvaluateModel",
+        "CheckQuality",
+        "RegisterModel-RegisterModel",
+    }
     assert any(u.message.startswith("trial 4/4") for u in updates)
     assert updates[-1].status == "Succeeded" and updates[-1].step_name is None
 
@@ -451,21 +502,51 @@ def test_execution_and_step_events_are_emitted_like_aws(
 # --- generic definitions -----------------------------------------------------------------------------
 
 
-def processing_step(name: str, bucket: str, inputs: list[Any], depends_on: list[str] | None = None,
-                    seconds_marker: str = "") -> dict[str, Any]:
+def processing_step(
+    name: str, bucket: str, inputs: list[Any], depends_on: list[str] | None = None, seconds_marker: str = ""
+) -> dict[str, Any]:
     step: dict[str, Any] = {
-        "Name": name, "Type": "Processing",
+        "Name": name,
+        "Type": "Processing",
         "Arguments": {
             "AppSpecification": {"ImageUri": "img", "ContainerEntrypoint": ["python3", "x.py"]},
-            "ProcessingInputs": [{"InputName": f"in{i}", "S3Input": {
-                "S3Uri": uri, "LocalPath": f"/opt/ml/processing/input/{i}", "S3DataType": "S3Prefix",
-                "S3InputMode": "File"}} for i, uri in enumerate(inputs)],
-            "ProcessingOutputConfig": {"Outputs": [{"OutputName": "out", "S3Output": {
-                "S3Uri": {"Std:Join": {"On": "/", "Values": [
-                    "s3:/", bucket, {"Get": "Execution.PipelineExecutionId"}, name]}},
-                "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}]},
-            "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large",
-                                                      "VolumeSizeInGB": 1}},
+            "ProcessingInputs": [
+                {
+                    "InputName": f"in{i}",
+                    "S3Input": {
+                        "S3Uri": uri,
+                        "LocalPath": f"/opt/ml/processing/input/{i}",
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                    },
+                }
+                for i, uri in enumerate(inputs)
+            ],
+            "ProcessingOutputConfig": {
+                "Outputs": [
+                    {
+                        "OutputName": "out",
+                        "S3Output": {
+                            "S3Uri": {
+                                "Std:Join": {
+                                    "On": "/",
+                                    "Values": [
+                                        "s3:/",
+                                        bucket,
+                                        {"Get": "Execution.PipelineExecutionId"},
+                                        name,
+                                    ],
+                                }
+                            },
+                            "LocalPath": "/opt/ml/processing/output",
+                            "S3UploadMode": "EndOfJob",
+                        },
+                    }
+                ]
+            },
+            "ProcessingResources": {
+                "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}
+            },
             "RoleArn": "arn:aws:iam::123456789012:role/r",
         },
     }
@@ -475,14 +556,25 @@ def processing_step(name: str, bucket: str, inputs: list[Any], depends_on: list[
 
 
 def test_independent_steps_run_in_parallel_and_dependents_wait(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], unique: Callable[[str], str],
-        bucket: str) -> None:
+    engine: PipelineEngine,
+    runner: FakeRunner,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    bucket: str,
+) -> None:
     # GIVEN A and B independent, C reading A's output, and D after B and C by DependsOn
     source = upload(client, bucket, "in/x.csv", b"1")
     out_a = {"Get": "Steps.A.ProcessingOutputConfig.Outputs['out'].S3Output.S3Uri"}
-    definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [
-        processing_step("A", bucket, [source]), processing_step("B", bucket, [source]),
-        processing_step("C", bucket, [out_a]), processing_step("D", bucket, [source], depends_on=["B", "C"])]}
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [
+            processing_step("A", bucket, [source]),
+            processing_step("B", bucket, [source]),
+            processing_step("C", bucket, [out_a]),
+            processing_step("D", bucket, [source], depends_on=["B", "C"]),
+        ],
+    }
     name = unique("engine-dag")
     create_pipeline(client, name, definition)
     runner.job_seconds = 0.4
@@ -502,34 +594,100 @@ def test_independent_steps_run_in_parallel_and_dependents_wait(
 
 
 def condition_definition(conditions: list[dict[str, Any]]) -> dict[str, Any]:
-    fail = {"Name": "Otherwise", "Type": "Fail", "Arguments": {"ErrorMessage": {"Std:Join": {
-        "On": "", "Values": ["mode was ", {"Get": "Parameters.Mode"}]}}}}
+    fail = {
+        "Name": "Otherwise",
+        "Type": "Fail",
+        "Arguments": {
+            "ErrorMessage": {"Std:Join": {"On": "", "Values": ["mode was ", {"Get": "Parameters.Mode"}]}}
+        },
+    }
     passed = {"Name": "Passed", "Type": "Fail", "Arguments": {"ErrorMessage": "took the if branch"}}
-    return {"Version": "2020-12-01",
-            "Parameters": [{"Name": "Mode", "Type": "String", "DefaultValue": "fast"},
-                           {"Name": "Score", "Type": "Float", "DefaultValue": 0.5},
-                           {"Name": "Count", "Type": "Integer", "DefaultValue": 3}],
-            "Steps": [{"Name": "Decide", "Type": "Condition", "Arguments": {
-                "Conditions": conditions, "IfSteps": [passed], "ElseSteps": [fail]}}]}
+    return {
+        "Version": "2020-12-01",
+        "Parameters": [
+            {"Name": "Mode", "Type": "String", "DefaultValue": "fast"},
+            {"Name": "Score", "Type": "Float", "DefaultValue": 0.5},
+            {"Name": "Count", "Type": "Integer", "DefaultValue": 3},
+        ],
+        "Steps": [
+            {
+                "Name": "Decide",
+                "Type": "Condition",
+                "Arguments": {"Conditions": conditions, "IfSteps": [passed], "ElseSteps": [fail]},
+            }
+        ],
+    }
 
 
-@pytest.mark.parametrize(("conditions", "parameters", "branch"), [
-    ([{"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "fast"}], {}, True),
-    ([{"Type": "GreaterThan", "LeftValue": {"Get": "Parameters.Score"}, "RightValue": 0.7}], {"Score": 0.9}, True),
-    ([{"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.Count"}, "RightValue": 4}], {}, False),
-    ([{"Type": "LessThan", "LeftValue": {"Get": "Parameters.Count"}, "RightValue": 4}], {}, True),
-    ([{"Type": "In", "QueryValue": {"Get": "Parameters.Mode"}, "Values": ["slow", "careful"]}], {}, False),
-    ([{"Type": "Not", "Condition": {"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"},
-                                    "RightValue": "fast"}}], {"Mode": "slow"}, True),
-    ([{"Type": "Or", "Conditions": [
-        {"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "x"},
-        {"Type": "LessThanOrEqualTo", "LeftValue": {"Get": "Parameters.Score"}, "RightValue": 0.5}]}], {}, True),
-    ([{"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "fast"},
-      {"Type": "Equals", "LeftValue": {"Get": "Parameters.Count"}, "RightValue": 2}], {}, False),
-])
+@pytest.mark.parametrize(
+    ("conditions", "parameters", "branch"),
+    [
+        ([{"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "fast"}], {}, True),
+        (
+            [{"Type": "GreaterThan", "LeftValue": {"Get": "Parameters.Score"}, "RightValue": 0.7}],
+            {"Score": 0.9},
+            True,
+        ),
+        (
+            [{"Type": "GreaterThanOrEqualTo", "LeftValue": {"Get": "Parameters.Count"}, "RightValue": 4}],
+            {},
+            False,
+        ),
+        ([{"Type": "LessThan", "LeftValue": {"Get": "Parameters.Count"}, "RightValue": 4}], {}, True),
+        (
+            [{"Type": "In", "QueryValue": {"Get": "Parameters.Mode"}, "Values": ["slow", "careful"]}],
+            {},
+            False,
+        ),
+        (
+            [
+                {
+                    "Type": "Not",
+                    "Condition": {
+                        "Type": "Equals",
+                        "LeftValue": {"Get": "Parameters.Mode"},
+                        "RightValue": "fast",
+                    },
+                }
+            ],
+            {"Mode": "slow"},
+            True,
+        ),
+        (
+            [
+                {
+                    "Type": "Or",
+                    "Conditions": [
+                        {"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "x"},
+                        {
+                            "Type": "LessThanOrEqualTo",
+                            "LeftValue": {"Get": "Parameters.Score"},
+                            "RightValue": 0.5,
+                        },
+                    ],
+                }
+            ],
+            {},
+            True,
+        ),
+        (
+            [
+                {"Type": "Equals", "LeftValue": {"Get": "Parameters.Mode"}, "RightValue": "fast"},
+                {"Type": "Equals", "LeftValue": {"Get": "Parameters.Count"}, "RightValue": 2},
+            ],
+            {},
+            False,
+        ),
+    ],
+)
 def test_condition_types_pick_the_branch(
-        engine: PipelineEngine, client: Callable[[str], Any], unique: Callable[[str], str],
-        conditions: list[dict[str, Any]], parameters: dict[str, Any], branch: bool) -> None:
+    engine: PipelineEngine,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    conditions: list[dict[str, Any]],
+    parameters: dict[str, Any],
+    branch: bool,
+) -> None:
     # GIVEN a condition whose branches each end in a distinct Fail step
     name = unique("engine-cond")
     create_pipeline(client, name, condition_definition(conditions))
@@ -550,27 +708,61 @@ def test_condition_types_pick_the_branch(
 
 
 def test_training_step_properties_feed_a_model_step(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], unique: Callable[[str], str],
-        bucket: str) -> None:
+    engine: PipelineEngine,
+    runner: FakeRunner,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    bucket: str,
+) -> None:
     # GIVEN a Training step and a Model step built from its ModelArtifacts
     train = upload(client, bucket, "train/t.csv", b"1,2")
-    definition = {"Version": "2020-12-01", "Parameters": [
-        {"Name": "Epochs", "Type": "Integer", "DefaultValue": 20}], "Steps": [
-        {"Name": "Train", "Type": "Training", "Arguments": {
-            "AlgorithmSpecification": {"TrainingImage": "img", "TrainingInputMode": "File",
-                                       "MetricDefinitions": [{"Name": "validation:rmse", "Regex": "x=(.*)"}]},
-            "HyperParameters": {"epochs": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.Epochs"}]}},
-                                "learning_rate": "0.02", "batch_size": "128"},
-            "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
-                "S3DataType": "S3Prefix", "S3Uri": train}}}],
-            "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models"},
-            "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1},
-            "RoleArn": "arn:aws:iam::123456789012:role/r",
-            "StoppingCondition": {"MaxRuntimeInSeconds": 60}}},
-        {"Name": "CreateModel", "Type": "Model", "Arguments": {
-            "ExecutionRoleArn": "arn:aws:iam::123456789012:role/r",
-            "PrimaryContainer": {"Image": "serve",
-                                 "ModelDataUrl": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}}}}]}
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Epochs", "Type": "Integer", "DefaultValue": 20}],
+        "Steps": [
+            {
+                "Name": "Train",
+                "Type": "Training",
+                "Arguments": {
+                    "AlgorithmSpecification": {
+                        "TrainingImage": "img",
+                        "TrainingInputMode": "File",
+                        "MetricDefinitions": [{"Name": "validation:rmse", "Regex": "x=(.*)"}],
+                    },
+                    "HyperParameters": {
+                        "epochs": {"Std:Join": {"On": "", "Values": [{"Get": "Parameters.Epochs"}]}},
+                        "learning_rate": "0.02",
+                        "batch_size": "128",
+                    },
+                    "InputDataConfig": [
+                        {
+                            "ChannelName": "train",
+                            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": train}},
+                        }
+                    ],
+                    "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/models"},
+                    "ResourceConfig": {
+                        "InstanceCount": 1,
+                        "InstanceType": "ml.m5.large",
+                        "VolumeSizeInGB": 1,
+                    },
+                    "RoleArn": "arn:aws:iam::123456789012:role/r",
+                    "StoppingCondition": {"MaxRuntimeInSeconds": 60},
+                },
+            },
+            {
+                "Name": "CreateModel",
+                "Type": "Model",
+                "Arguments": {
+                    "ExecutionRoleArn": "arn:aws:iam::123456789012:role/r",
+                    "PrimaryContainer": {
+                        "Image": "serve",
+                        "ModelDataUrl": {"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"},
+                    },
+                },
+            },
+        ],
+    }
     name = unique("engine-train")
     create_pipeline(client, name, definition)
 
@@ -590,12 +782,22 @@ def test_training_step_properties_feed_a_model_step(
 
 
 def test_stop_marks_execution_stopped_and_starts_no_further_step(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], unique: Callable[[str], str],
-        bucket: str) -> None:
+    engine: PipelineEngine,
+    runner: FakeRunner,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    bucket: str,
+) -> None:
     # GIVEN a two-step chain whose first job takes a while
     source = upload(client, bucket, "in/s.csv", b"1")
-    definition = {"Version": "2020-12-01", "Parameters": [], "Steps": [
-        processing_step("First", bucket, [source]), processing_step("Second", bucket, [source], ["First"])]}
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [
+            processing_step("First", bucket, [source]),
+            processing_step("Second", bucket, [source], ["First"]),
+        ],
+    }
     name = unique("engine-stop")
     create_pipeline(client, name, definition)
     runner.job_seconds = 0.8
@@ -606,25 +808,36 @@ def test_stop_marks_execution_stopped_and_starts_no_further_step(
 
     # WHEN it is stopped while the first step runs
     client("sagemaker").stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=uuid.uuid4().hex)
-    stopping = client("sagemaker").describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"]
+    stopping = client("sagemaker").describe_pipeline_execution(PipelineExecutionArn=arn)[
+        "PipelineExecutionStatus"
+    ]
 
     # THEN it goes Stopping -> Stopped and the second step never starts
     assert stopping == "Stopping"
     assert engine.wait(arn, timeout=30) == "Stopped"
-    assert client("sagemaker").describe_pipeline_execution(
-        PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Stopped"
+    assert (
+        client("sagemaker").describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"]
+        == "Stopped"
+    )
     assert "Second" not in steps_of(client, arn)
     assert runner.jobs("processing") and all("-Second-" not in n for n in runner.jobs("processing"))
 
 
 def test_repeated_start_with_same_token_runs_once(
-        engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], unique: Callable[[str], str],
-        bucket: str) -> None:
+    engine: PipelineEngine,
+    runner: FakeRunner,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    bucket: str,
+) -> None:
     # GIVEN a one-step pipeline
     source = upload(client, bucket, "in/r.csv", b"1")
     name = unique("engine-idem")
-    create_pipeline(client, name, {"Version": "2020-12-01", "Parameters": [],
-                                   "Steps": [processing_step("Only", bucket, [source])]})
+    create_pipeline(
+        client,
+        name,
+        {"Version": "2020-12-01", "Parameters": [], "Steps": [processing_step("Only", bucket, [source])]},
+    )
 
     # WHEN it is started twice with the same ClientRequestToken
     first = start(client, name, {}, token="same-token-0123456789abcdef0123456789")
@@ -637,33 +850,51 @@ def test_repeated_start_with_same_token_runs_once(
 
 
 def test_tuning_search_learns_toward_the_optimum(
-        engine: PipelineEngine, client: Callable[[str], Any], unique: Callable[[str], str], bucket: str) -> None:
+    engine: PipelineEngine, client: Callable[[str], Any], unique: Callable[[str], str], bucket: str
+) -> None:
     # GIVEN a tuning step with 16 sequential trials over the fake model's bowl
     train = upload(client, bucket, "tune/t.csv", b"1")
     definition = json.loads(DEFINITION_PATH.read_text())
     tuning = next(s for s in definition["Steps"] if s["Type"] == "Tuning")
     tuning["Arguments"]["TrainingJobDefinition"]["InputDataConfig"] = [
-        {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": train}}}]
+        {"ChannelName": "train", "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": train}}}
+    ]
     tuning["Arguments"]["HyperParameterTuningJobConfig"]["ResourceLimits"] = {
-        "MaxNumberOfTrainingJobs": 16, "MaxParallelTrainingJobs": 1}
+        "MaxNumberOfTrainingJobs": 16,
+        "MaxParallelTrainingJobs": 1,
+    }
     definition["Steps"] = [tuning]
     name = unique("engine-tune")
     create_pipeline(client, name, definition)
 
     # WHEN it runs
-    parameters = {p: v for p, v in real_parameters(client, bucket).items()
-                  if p in ("ArtifactBucket", "TrainingCodeUri", "ExecutionRoleArn", "TrainingImageUri")}
-    arn = start(client, name, {**parameters, "InputDataUri": "s3://x/y", "CommitId": "c", "RepositoryName": "r",
-                               "PreprocessCodeUri": "s3://x/p", "EvaluateCodeUri": "s3://x/e",
-                               "ProcessingImageUri": "i", "InferenceImageUri": "i",
-                               "ModelPackageGroupName": "g"})
+    parameters = {
+        p: v
+        for p, v in real_parameters(client, bucket).items()
+        if p in ("ArtifactBucket", "TrainingCodeUri", "ExecutionRoleArn", "TrainingImageUri")
+    }
+    arn = start(
+        client,
+        name,
+        {
+            **parameters,
+            "InputDataUri": "s3://x/y",
+            "CommitId": "c",
+            "RepositoryName": "r",
+            "PreprocessCodeUri": "s3://x/p",
+            "EvaluateCodeUri": "s3://x/e",
+            "ProcessingImageUri": "i",
+            "InferenceImageUri": "i",
+            "ModelPackageGroupName": "g",
+        },
+    )
     assert engine.wait(arn, timeout=60) == "Succeeded"
 
     # THEN later (model-guided) trials are better on average than the random start-up ones
     tuning_name = steps_of(client, arn)["TuneModel"]["Metadata"]["TuningJob"]["Arn"].rsplit("/", 1)[1]
     summaries = client("sagemaker").list_training_jobs_for_hyper_parameter_tuning_job(
-        HyperParameterTuningJobName=tuning_name, SortBy="CreationTime", SortOrder="Ascending",
-        MaxResults=100)["TrainingJobSummaries"]
+        HyperParameterTuningJobName=tuning_name, SortBy="CreationTime", SortOrder="Ascending", MaxResults=100
+    )["TrainingJobSummaries"]
     values = [s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries]
     assert len(values) == 16
     startup, guided = values[:5], values[-8:]
@@ -678,7 +909,8 @@ def test_wait_times_out_for_an_unknown_execution(engine: PipelineEngine) -> None
 
 
 def test_step_times_are_utc_and_ordered(
-        engine: PipelineEngine, client: Callable[[str], Any], real_pipeline: str, bucket: str) -> None:
+    engine: PipelineEngine, client: Callable[[str], Any], real_pipeline: str, bucket: str
+) -> None:
     # GIVEN a finished execution
     arn = start(client, real_pipeline, real_parameters(client, bucket))
     engine.wait(arn, timeout=60)
