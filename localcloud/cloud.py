@@ -86,18 +86,21 @@ class LocalCloud:
         self.names = {k: template.attributes[(k, "Name")] for k in template.body.get("Resources", {})}
 
         from localcloud.engine import PipelineEngine
-        from localcloud.runtime.hosting import attach_hosting
 
         self.engine = PipelineEngine(self.aws, self.runner, self.workdir / "engine")
         self.engine.attach()
-        self.hosting = attach_hosting(
-            self.aws, self.session.client("s3"), self.runner, self.workdir / "hosting"
-        )
+        self.hosting = self._attach_hosting()
 
         self.router = EventRouter(template, self.root)
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
         self.aws.add_internal_route("route", self._route_for_cli)
         return self
+
+    def _attach_hosting(self) -> Any:
+        from localcloud.runtime.hosting import attach_hosting
+        from localcloud.runtime.serving import ModelHost
+
+        return attach_hosting(self.aws, ModelHost(self.session.client("s3"), self.workdir / "hosting"))
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
@@ -222,7 +225,10 @@ class LocalCloud:
 
     def execution_for_commit(self, commit: str) -> str | None:
         sagemaker = self.client("sagemaker")
-        summaries = sagemaker.list_pipeline_executions(PipelineName=self.env["PIPELINE_NAME"])
+        try:
+            summaries = sagemaker.list_pipeline_executions(PipelineName=self.env["PIPELINE_NAME"])
+        except sagemaker.exceptions.ResourceNotFound:
+            return None  # the push handler has not created the pipeline yet
         for summary in summaries["PipelineExecutionSummaries"]:
             arn = summary["PipelineExecutionArn"]
             params = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)[

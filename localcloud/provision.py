@@ -142,9 +142,12 @@ def _create(rtype: str, name: str, props: dict[str, Any], session: boto3.Session
                 Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
             )
     elif rtype == "AWS::S3::BucketPolicy":
-        session.client("s3").put_bucket_policy(
-            Bucket=props["Bucket"], Policy=json.dumps(props["PolicyDocument"])
-        )
+        policy = dict(props["PolicyDocument"])
+        # The embedded AWS speaks plain HTTP on loopback; moto enforces bucket policies, so a TLS-only
+        # statement would deny every local request. Everything else in the policy is applied as written.
+        policy["Statement"] = [st for st in policy["Statement"] if not _requires_tls(st)]
+        if policy["Statement"]:
+            session.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(policy))
     elif rtype == "AWS::DynamoDB::Table":
         ddb = session.client("dynamodb")
         ddb.create_table(
@@ -194,3 +197,7 @@ def _create(rtype: str, name: str, props: dict[str, Any], session: boto3.Session
         if "Threshold" in args:
             args["Threshold"] = float(args["Threshold"])
         session.client("cloudwatch").put_metric_alarm(AlarmName=name, **args)
+
+
+def _requires_tls(statement: dict[str, Any]) -> bool:
+    return "aws:SecureTransport" in json.dumps(statement.get("Condition", {}))
