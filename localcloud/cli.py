@@ -352,5 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:  # the demo has options of its own (see `python -m localcloud demo --help`)
+        return cmd_demo(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.fn(args))
