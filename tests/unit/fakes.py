@@ -19,6 +19,8 @@ from botocore.exceptions import ClientError
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
+from orchestrator.clients import reset_clients
+
 REGION = "us-east-1"
 
 
@@ -48,6 +50,7 @@ class MissingApis:
         assert self.session is not None
         self.session.events.register(f"before-parameter-build.{service}.{operation}", capture)
         self.session.events.register(f"before-call.{service}.{operation}", respond)
+        reset_clients()  # clients copy the session's handlers when created: let the layer make new ones
 
 
 def client_error(code: str, message: str, operation: str) -> ClientError:

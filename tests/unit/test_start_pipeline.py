@@ -72,8 +72,12 @@ def test_push_starts_a_run_with_the_commits_code_and_every_parameter(cloud: Clou
     tarball = s3_bytes(cloud, parameters["TrainingCodeUri"])
     with tarfile.open(fileobj=io.BytesIO(tarball)) as archive:
         assert sorted(archive.getnames()) == [
-            "evaluate.py", "inference.py", "lib/features.py", "preprocess.py", "train.py",
-        ]  # fmt: skip
+            "evaluate.py",
+            "inference.py",
+            "lib/features.py",
+            "preprocess.py",
+            "train.py",
+        ]
         assert archive.extractfile("lib/features.py").read() == b"FEATURES = 13\n"  # type: ignore[union-attr]
     # AND the pipeline was created from the shipped definition
     deployed = cloud.sagemaker.describe_pipeline(PipelineName=PIPELINE)

@@ -69,7 +69,7 @@ def track_execution(
     lineage = LineageRecorder(services.ledger, services.sagemaker)
     commit = lineage.execution_commit(arn)
     if commit is None:  # started by someone else (console, CLI): the parameters still say which commit
-        parameters = services.sagemaker.execution_parameters(arn)
+        parameters = services.sagemaker.execution_parameters_if_known(arn)
         if parameters.get("CommitId") and parameters.get("RepositoryName"):
             commit = CommitRef(parameters["RepositoryName"], "", parameters["CommitId"])
     result: dict[str, Any] = {"status": "recorded", "execution_arn": arn, "execution_status": status}

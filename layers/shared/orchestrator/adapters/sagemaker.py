@@ -108,6 +108,14 @@ class SageMakerAdapter:
                 return parameters
             request["NextToken"] = page["NextToken"]
 
+    def execution_parameters_if_known(self, execution_arn: str) -> dict[str, str]:
+        try:
+            return self.execution_parameters(execution_arn)
+        except ClientError as exc:
+            if is_not_found(exc):
+                return {}
+            raise
+
     def stop_execution(self, execution_arn: str, token: str) -> None:
         self.client.stop_pipeline_execution(PipelineExecutionArn=execution_arn, ClientRequestToken=token)
 
