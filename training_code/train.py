@@ -27,13 +27,13 @@ class HyperParameters:
     epochs: int = 400
     batch_size: int = 32
     learning_rate: float = 0.003
-    hidden_units: int = 64
+    hidden_units: int = 128
     layers: int = 2
-    dropout: float = 0.05
-    l2: float = 1e-4
-    patience: int = 40
+    dropout: float = 0.1
+    l2: float = 3e-4
+    patience: int = 60
     seed: int = 42
-    ensemble: int = 4
+    ensemble: int = 8
     log_skewed: int = 1
     target_column: str = "MEDV"
 
