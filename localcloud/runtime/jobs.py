@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.runtime.s3io import S3Location, download, list_keys, upload_tree
-from localcloud.runtime.worker import PRELOAD_MODULES, ChildSpec, run_child
+from localcloud.runtime.worker import PRELOAD_MODULES, ChildSpec, JobProcess, run_child
 
 COMPLETED = "Completed"
 FAILED = "Failed"
@@ -94,7 +94,7 @@ class JobRunner:
 
     def _ping(self) -> None:
         # A no-op child: returns once the fork server has finished its preload and can fork.
-        process = self._context.Process(target=_noop, name="forkserver-ping")
+        process = JobProcess(target=_noop, name="forkserver-ping")
         process.start()
         process.join()
         process.close()
@@ -102,7 +102,7 @@ class JobRunner:
     @property
     def fork_server_pid(self) -> int | None:
         """Pid of the process every job is forked from (None before the first job or warm-up)."""
-        server = multiprocessing.forkserver._forkserver  # type: ignore[attr-defined]
+        server = multiprocessing.forkserver._forkserver
         return getattr(server, "_forkserver_pid", None)
 
     def close(self) -> None:
@@ -384,7 +384,7 @@ class JobRunner:
 
     def _run_child(self, spec: ChildSpec, max_runtime: int | None) -> int:
         with self._slots:
-            process = self._context.Process(target=run_child, args=(spec,), name="sagemaker-job")
+            process = JobProcess(target=run_child, args=(spec,), name="sagemaker-job")
             process.start()
             process.join(max_runtime)
             if process.is_alive():
