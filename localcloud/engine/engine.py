@@ -135,6 +135,7 @@ class PipelineEngine:
         self.aws.register_override(
             "sagemaker", "ListTrainingJobsForHyperParameterTuningJob", self._list_training_jobs_for_tuning_job
         )
+        self.aws.register_override("sagemaker", "RetryPipelineExecution", self._retry_execution)
         self._attached = True
         return self
 
@@ -259,6 +260,40 @@ class PipelineEngine:
             described.pop("FailureReason", None)
         return described
 
+    def _retry_execution(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
+        """RetryPipelineExecution: a Failed execution runs again from its failed steps, same ARN."""
+        from localcloud.aws.protocol import AwsError
+
+        arn = params.get("PipelineExecutionArn", "")
+        with self._lock:
+            run = self._executions.get(arn)
+        if run is None:
+            self.aws.sagemaker.find_pipeline_execution(arn)  # ResourceNotFound for an unknown ARN
+            raise AwsError("ValidationException", f"Pipeline execution {arn} was not run by this engine.")
+        with run.lock:
+            if run.status != "Failed" or run.definition is None or not run.done.is_set():
+                raise AwsError(
+                    "ValidationException",
+                    f"Pipeline execution {arn} is in status {run.status}; only a "
+                    "Failed execution can be retried.",
+                )
+            run.done.clear()
+            run.status, run.failure_reason, run.end_time = "Executing", None, None
+        self.aws.sagemaker.set_pipeline_execution_status(arn, "Executing", "")
+        threading.Thread(
+            target=self._rerun, args=(run,), name=f"pipeline-retry-{run.id}", daemon=True
+        ).start()
+        return {"PipelineExecutionArn": arn}
+
+    def _rerun(self, run: ExecutionRun) -> None:
+        try:
+            self._schedule(run)
+        except Exception as error:
+            logger.exception("pipeline retry crashed", extra={"execution_arn": run.arn})
+            self._finish(run, "Failed", f"InternalError: {error}")
+        finally:
+            run.done.set()
+
     def _list_training_jobs_for_tuning_job(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
         from localcloud.aws.protocol import AwsError
 
@@ -315,8 +350,12 @@ class PipelineEngine:
     def _schedule(self, run: ExecutionRun) -> None:
         assert run.definition is not None
         specs = run.definition.steps
-        state: dict[str, str] = dict.fromkeys(specs, "pending")
-        outcomes: dict[str, bool] = {}
+        # a retried execution keeps what already succeeded and runs the rest again
+        state: dict[str, str] = {
+            name: "succeeded" if name in run.steps and run.steps[name].status == "Succeeded" else "pending"
+            for name in specs
+        }
+        outcomes = run.outcomes
         finished: queue.Queue[tuple[str, bool]] = queue.Queue()
         running = 0
         fail_message: str | None = None
@@ -424,7 +463,12 @@ class PipelineEngine:
             finished.put((spec.name, succeeded))
 
     def _run_step(self, run: ExecutionRun, spec: StepSpec, outcomes: dict[str, bool]) -> bool:
+        previous = run.steps.get(spec.name)
         step = StepRun(name=spec.name, type=spec.type)
+        if previous is not None:  # a retry: AWS counts the attempts of a step
+            step.attempt_count = previous.attempt_count + 1
+            with run.lock:
+                del run.steps[spec.name]  # re-inserted below, so the listing order stays start order
         with run.lock:
             run.steps[spec.name] = step
         self._publish_step(run, step, None)

@@ -84,6 +84,7 @@ class ExecutionRun:
     parameters: dict[str, Any] = field(default_factory=dict)
     experiment_config: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, StepRun] = field(default_factory=dict)
+    outcomes: dict[str, bool] = field(default_factory=dict)  # condition step -> branch taken
     stop_requested: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
     lock: threading.RLock = field(default_factory=threading.RLock)

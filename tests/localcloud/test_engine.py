@@ -919,3 +919,47 @@ def test_step_times_are_utc_and_ordered(
     for step in steps_of(client, arn).values():
         assert step["StartTime"] <= step["EndTime"] <= datetime.now(UTC)
         assert step["StartTime"] >= described["CreationTime"]
+
+
+def test_retry_runs_a_failed_execution_again_from_its_failed_step(
+    engine: PipelineEngine,
+    runner: FakeRunner,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    bucket: str,
+) -> None:
+    # GIVEN an execution whose second step failed
+    source = upload(client, bucket, "in/retry.csv", b"1")
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [
+            processing_step("Prepare", bucket, [source]),
+            processing_step("Flaky", bucket, [source], ["Prepare"]),
+        ],
+    }
+    name = unique("engine-retry")
+    create_pipeline(client, name, definition)
+    runner.fail_jobs_matching = "-Flaky-"
+    arn = start(client, name, {})
+    assert engine.wait(arn, timeout=30) == "Failed"
+
+    # WHEN the cause is gone and the execution is retried through the API
+    runner.fail_jobs_matching = None
+    sagemaker = client("sagemaker")
+    retried = sagemaker.retry_pipeline_execution(
+        PipelineExecutionArn=arn, ClientRequestToken=uuid.uuid4().hex
+    )
+    assert retried["PipelineExecutionArn"] == arn
+    assert engine.wait(arn, timeout=30) == "Succeeded"
+
+    # THEN only the failed step ran again (second attempt), and the execution has no failure reason left
+    steps = steps_of(client, arn)
+    assert steps["Flaky"]["StepStatus"] == "Succeeded" and steps["Flaky"]["AttemptCount"] == 2
+    assert steps["Prepare"]["AttemptCount"] == 1
+    assert len([n for n in runner.jobs("processing") if "-Prepare-" in n]) == 1
+    described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+    assert described["PipelineExecutionStatus"] == "Succeeded" and "FailureReason" not in described
+    # AND a Succeeded execution cannot be retried
+    with pytest.raises(sagemaker.exceptions.ClientError, match="only a Failed execution"):
+        sagemaker.retry_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=uuid.uuid4().hex)
