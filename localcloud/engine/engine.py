@@ -256,8 +256,11 @@ class PipelineEngine:
             ).pipeline_execution_status
             if "FailureReason" not in mine:
                 described.pop("FailureReason", None)
-        elif not described.get("FailureReason"):
+        else:  # not ours (e.g. driven by another component): moto keeps the reason but never reports it
+            reason = self.aws.sagemaker.find_pipeline_execution(arn).pipeline_execution_failure_reason
             described.pop("FailureReason", None)
+            if reason:
+                described["FailureReason"] = reason
         return described
 
     def _retry_execution(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
