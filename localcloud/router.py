@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from moto.events.models import EventPattern
 
@@ -223,7 +223,7 @@ class EventRouter:
 
     def matching_rules(self, event: dict[str, Any]) -> list[str]:
         return [
-            f"{rule.function}/{rule.name}" for rule, pattern in self.rules if pattern.matches_event(event)
+            f"{rule.function}/{rule.name}" for rule, pattern in self.rules if _matches(pattern, event)
         ]
 
     def route(self, event: dict[str, Any], wait: bool = False, timeout: float = 300.0) -> list[Invocation]:
@@ -231,7 +231,7 @@ class EventRouter:
         done_events = []
         before = len(self.invocations)
         for rule, pattern in self.rules:
-            if not pattern.matches_event(event):
+            if not _matches(pattern, event):
                 continue
             done = threading.Event() if wait else None
             self._workers[rule.function].queue.put((event, rule.name, done))
@@ -269,3 +269,8 @@ def _jsonable(value: Any) -> Any:
         return value
     except (TypeError, ValueError):
         return repr(value)
+
+
+def _matches(pattern: EventPattern, event: dict[str, Any]) -> bool:
+    """moto's EventBridge matcher (typed for its own event records, which are plain dicts like ours)."""
+    return bool(pattern.matches_event(cast("Any", event)))

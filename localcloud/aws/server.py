@@ -41,7 +41,7 @@ INTERNAL_PREFIX = "/_localcloud/"
 
 Override = Callable[[dict[str, Any], RequestInfo], "dict[str, Any] | RawResponse"]
 Listener = Callable[[dict[str, Any], dict[str, Any]], None]
-EventSubscriber = Callable[[dict[str, Any]], None]
+EventSubscriber = Callable[[dict[str, Any]], object]  # what a subscriber returns is ignored
 InternalRoute = Callable[[dict[str, Any]], dict[str, Any]]
 
 

@@ -100,7 +100,8 @@ class EndpointHosting:
         self.aws = aws
         self.host = host
         self.time_scale = (
-            time_scale if time_scale is not None
+            time_scale
+            if time_scale is not None
             else float(os.environ.get(TIME_SCALE_ENV, DEFAULT_TIME_SCALE))
         )
         self.history: list[TrafficStep] = []
@@ -156,8 +157,9 @@ class EndpointHosting:
 
     # -- invocations -----------------------------------------------------------------------------------
 
-    def invoke(self, endpoint_name: str, body: bytes, content_type: str | None,
-               accept: str | None) -> tuple[int, bytes, str]:
+    def invoke(
+        self, endpoint_name: str, body: bytes, content_type: str | None, accept: str | None
+    ) -> tuple[int, bytes, str]:
         """The endpoint invoker: pick the fleet by the deployment's weight, the variant by its weight."""
         with self._lock:
             serving = self._endpoints.get(endpoint_name)
@@ -181,8 +183,12 @@ class EndpointHosting:
     # -- endpoints -------------------------------------------------------------------------------------
 
     def _on_create_endpoint(self, params: dict[str, Any], _: dict[str, Any]) -> None:
-        self._background(f"create-{params['EndpointName']}", self._create_endpoint,
-                         params["EndpointName"], params["EndpointConfigName"])
+        self._background(
+            f"create-{params['EndpointName']}",
+            self._create_endpoint,
+            params["EndpointName"],
+            params["EndpointConfigName"],
+        )
 
     def _create_endpoint(self, endpoint_name: str, config_name: str) -> None:
         try:
@@ -202,8 +208,9 @@ class EndpointHosting:
         if deployment is None and params.get("RetainDeploymentConfig"):
             described = self._client("sagemaker").describe_endpoint(EndpointName=name)
             deployment = described.get("LastDeploymentConfig")
-        self._background(f"update-{name}", self._update_endpoint, name, params["EndpointConfigName"],
-                         deployment or {})
+        self._background(
+            f"update-{name}", self._update_endpoint, name, params["EndpointConfigName"], deployment or {}
+        )
 
     def _update_endpoint(self, endpoint_name: str, config_name: str, deployment: dict[str, Any]) -> None:
         sagemaker = self.aws.sagemaker
@@ -211,8 +218,10 @@ class EndpointHosting:
             new_fleet = self.load_fleet(config_name)
         except Exception as error:
             sagemaker.complete_endpoint_update(
-                endpoint_name, succeeded=False,
-                failure_reason=f"Update failed and was rolled back: {_reason(error)}")
+                endpoint_name,
+                succeeded=False,
+                failure_reason=f"Update failed and was rolled back: {_reason(error)}",
+            )
             return
         with self._lock:
             serving = self._endpoints.get(endpoint_name)
@@ -283,8 +292,9 @@ class EndpointHosting:
         variants = []
         for variant in config["ProductionVariants"]:
             model = self.host.load(self.model_data_url(variant["ModelName"]))
-            variants.append(Variant(variant["VariantName"], float(variant.get("InitialVariantWeight", 1.0)),
-                                    model))
+            variants.append(
+                Variant(variant["VariantName"], float(variant.get("InitialVariantWeight", 1.0)), model)
+            )
         if not variants:
             raise ValueError(f"endpoint config {config_name} has no production variants")
         return Fleet(config_name, tuple(variants))
@@ -337,7 +347,7 @@ class EndpointHosting:
         s3 = self.host.s3
         keys = list_keys(s3, source)
         if not keys:
-            raise ValueError(f"No S3 objects found under S3 URL \"{source.uri}\" in the transform input")
+            raise ValueError(f'No S3 objects found under S3 URL "{source.uri}" in the transform input')
         written = []
         for key in keys:
             body = s3.get_object(Bucket=source.bucket, Key=key)["Body"].read()
@@ -346,8 +356,9 @@ class EndpointHosting:
                 status, answer, _ = model.invoke(batch, content_type, accept)
                 if status != 200:
                     message = answer.decode("utf-8", "replace")
-                    raise ValueError(f"ClientError: the model answered {status} for "
-                                     f"s3://{source.bucket}/{key}: {message}")
+                    raise ValueError(
+                        f"ClientError: the model answered {status} for s3://{source.bucket}/{key}: {message}"
+                    )
                 answers.append(answer if not line_joined or answer.endswith(b"\n") else answer + b"\n")
             target = destination.child(relative_key(source.key, key) + ".out")
             s3.put_object(Bucket=target.bucket, Key=target.key, Body=b"".join(answers))
@@ -377,8 +388,9 @@ def traffic_schedule(deployment: dict[str, Any], new_instance_count: int) -> lis
         share = _share(canary, new_instance_count)
         return [(share, wait), (1.0, final_wait)]
     if kind == "LINEAR":
-        step = _share(routing.get("LinearStepSize", {"Type": "CAPACITY_PERCENT", "Value": 10}),
-                      new_instance_count)
+        step = _share(
+            routing.get("LinearStepSize", {"Type": "CAPACITY_PERCENT", "Value": 10}), new_instance_count
+        )
         steps: list[tuple[float, float]] = []
         weight = step
         while weight < 1.0 - 1e-9:

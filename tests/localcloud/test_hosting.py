@@ -59,8 +59,9 @@ def build_model_archive(tmp: Path, handlers: str | None, seed: int = 0) -> tuple
     import tensorflow as tf
 
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((N_FEATURES,)), keras.layers.Dense(4, activation="relu"),
-                              keras.layers.Dense(1)])
+    model = keras.Sequential(
+        [keras.Input((N_FEATURES,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(1)]
+    )
 
     class Export(tf.Module):
         def __init__(self, inner: Any) -> None:
@@ -118,10 +119,10 @@ def test_csv_and_json_invocations_match_the_model_called_directly(host: ModelHos
     expected = direct(model, ROWS)
 
     # WHEN it is invoked with CSV (CSV out) and with JSON (JSON out)
-    csv_status, csv_body, csv_type = loaded.invoke(
-        b"0.5,1.0,-2.0\n3.0,0.25,1.5\n", "text/csv", "text/csv")
+    csv_status, csv_body, csv_type = loaded.invoke(b"0.5,1.0,-2.0\n3.0,0.25,1.5\n", "text/csv", "text/csv")
     json_status, json_body, json_type = loaded.invoke(
-        json.dumps({"instances": ROWS}).encode(), "application/json", "application/json")
+        json.dumps({"instances": ROWS}).encode(), "application/json", "application/json"
+    )
 
     # THEN both answer the same predictions as the model itself
     assert (csv_status, csv_type) == (200, "text/csv")
@@ -154,9 +155,7 @@ def test_a_row_of_the_wrong_width_is_rejected_by_serving_with_400(host: ModelHos
     assert "features" in json.loads(body)["error"]
 
 
-def test_without_inference_py_the_container_speaks_plain_tfs_json(
-    s3: Any, host: ModelHost, tmp_path: Path
-):
+def test_without_inference_py_the_container_speaks_plain_tfs_json(s3: Any, host: ModelHost, tmp_path: Path):
     # GIVEN a model package without handlers
     archive, model = build_model_archive(tmp_path, None, seed=2)
     s3.put_object(Bucket=BUCKET, Key="plain/model.tar.gz", Body=archive)
@@ -226,7 +225,6 @@ def test_the_projects_inference_handlers_serve_through_the_container(
     assert bad_status == 400 and "row 2" in json.loads(bad_body)["error"]
 
 
-
 # -- endpoints and transforms on the embedded AWS ------------------------------------------------------
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -238,10 +236,12 @@ class Cloud:
 
     def __init__(self, aws: EmbeddedAws, hosting: EndpointHosting, workdir: Path) -> None:
         self.aws, self.hosting, self.workdir = aws, hosting, workdir
-        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                        region_name=aws.region)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=aws.region
+        )
         self.client: Callable[[str], Any] = lambda service: session.client(
-            service, endpoint_url=aws.endpoint_url)
+            service, endpoint_url=aws.endpoint_url
+        )
         self.s3, self.sm = self.client("s3"), self.client("sagemaker")
         self.runtime, self.cloudwatch = self.client("sagemaker-runtime"), self.client("cloudwatch")
         self.events: list[dict[str, Any]] = []
@@ -254,9 +254,11 @@ class Cloud:
 
     def endpoint_statuses(self, name: str) -> list[str]:
         self.aws.wait_for_events(10)
-        return [e["detail"]["EndpointStatus"] for e in self.events
-                if e["detail-type"] == "SageMaker Endpoint State Change"
-                and e["detail"]["EndpointName"] == name]
+        return [
+            e["detail"]["EndpointStatus"]
+            for e in self.events
+            if e["detail-type"] == "SageMaker Endpoint State Change" and e["detail"]["EndpointName"] == name
+        ]
 
     def model_from_archive(self, name: str, seed: int, via_package: bool = True) -> Any:
         """Upload a tiny model; register it as a package (or not) and create a Model for it."""
@@ -268,21 +270,39 @@ class Cloud:
             self.sm.create_model_package_group(ModelPackageGroupName=group)
             package = self.sm.create_model_package(
                 ModelPackageGroupName=group,
-                InferenceSpecification={"Containers": [{"Image": "tfs:2", "ModelDataUrl": url}],
-                                        "SupportedContentTypes": ["text/csv"],
-                                        "SupportedResponseMIMETypes": ["application/json"]})
-            self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE,
-                                 Containers=[{"ModelPackageName": package["ModelPackageArn"]}])
+                InferenceSpecification={
+                    "Containers": [{"Image": "tfs:2", "ModelDataUrl": url}],
+                    "SupportedContentTypes": ["text/csv"],
+                    "SupportedResponseMIMETypes": ["application/json"],
+                },
+            )
+            self.sm.create_model(
+                ModelName=name,
+                ExecutionRoleArn=ROLE,
+                Containers=[{"ModelPackageName": package["ModelPackageArn"]}],
+            )
         else:
-            self.sm.create_model(ModelName=name, ExecutionRoleArn=ROLE,
-                                 PrimaryContainer={"Image": "tfs:2", "ModelDataUrl": url})
+            self.sm.create_model(
+                ModelName=name,
+                ExecutionRoleArn=ROLE,
+                PrimaryContainer={"Image": "tfs:2", "ModelDataUrl": url},
+            )
         return keras_model
 
     def config(self, name: str, variants: dict[str, tuple[str, float]]) -> str:
-        self.sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
-            {"VariantName": variant, "ModelName": model, "InitialInstanceCount": 1,
-             "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
-            for variant, (model, weight) in variants.items()])
+        self.sm.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {
+                    "VariantName": variant,
+                    "ModelName": model,
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                    "InitialVariantWeight": weight,
+                }
+                for variant, (model, weight) in variants.items()
+            ],
+        )
         return name
 
     def wait_status(self, name: str, wanted: str, timeout: float = 60) -> dict[str, Any]:
@@ -295,8 +315,9 @@ class Cloud:
             time.sleep(0.05)
 
     def predict(self, endpoint: str, body: bytes = ROW) -> float:
-        answer = self.runtime.invoke_endpoint(EndpointName=endpoint, Body=body, ContentType="text/csv",
-                                              Accept="application/json")
+        answer = self.runtime.invoke_endpoint(
+            EndpointName=endpoint, Body=body, ContentType="text/csv", Accept="application/json"
+        )
         return float(json.loads(answer["Body"].read())["predictions"][0])
 
 
@@ -305,8 +326,9 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
     workdir = tmp_path_factory.mktemp("cloud")
     with EmbeddedAws(work_dir=workdir / "aws") as aws:
-        session = boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
-                                        region_name=aws.region)
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=aws.region
+        )
         s3_client = session.client("s3", endpoint_url=aws.endpoint_url)
         s3_client.create_bucket(Bucket="hosting")
         # a 200 s canary bake lasts 2 s here
@@ -360,8 +382,11 @@ def test_a_bad_row_reaches_the_caller_as_a_model_error_with_the_400(cloud: Cloud
 def test_an_endpoint_whose_model_cannot_load_fails_with_the_reason(cloud: Cloud):
     # GIVEN a model whose data does not exist
     model_name = unique("missing-model")
-    cloud.sm.create_model(ModelName=model_name, ExecutionRoleArn=ROLE,
-                          PrimaryContainer={"Image": "tfs:2", "ModelDataUrl": "s3://hosting/nothing/model.tar.gz"})
+    cloud.sm.create_model(
+        ModelName=model_name,
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "tfs:2", "ModelDataUrl": "s3://hosting/nothing/model.tar.gz"},
+    )
     endpoint = unique("ep")
 
     # WHEN the endpoint is created
@@ -377,8 +402,11 @@ def test_an_endpoint_whose_model_cannot_load_fails_with_the_reason(cloud: Cloud)
 def canary_config(alarms: list[str]) -> dict[str, Any]:
     config: dict[str, Any] = {
         "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {"Type": "CANARY", "WaitIntervalInSeconds": 200,
-                                            "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50}},
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 200,
+                "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+            },
             "TerminationWaitInSeconds": 0,
         },
     }
@@ -416,8 +444,9 @@ def test_a_canary_update_splits_traffic_then_switches_to_the_new_fleet(cloud: Cl
     endpoint, _, new_config, old_value, new_value = deployed_pair(cloud)
 
     # WHEN it is updated with a 50 % canary
-    cloud.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config,
-                             DeploymentConfig=canary_config([]))
+    cloud.sm.update_endpoint(
+        EndpointName=endpoint, EndpointConfigName=new_config, DeploymentConfig=canary_config([])
+    )
     wait_for_canary(cloud, endpoint, new_config)
     during = {which(cloud.predict(endpoint), old_value, new_value) for _ in range(30)}
     described = cloud.wait_status(endpoint, "InService")
@@ -435,11 +464,19 @@ def test_an_alarm_during_baking_rolls_the_update_back(cloud: Cloud):
     endpoint, old_config, new_config, old_value, new_value = deployed_pair(cloud)
     alarm = unique("errors")
     cloud.cloudwatch.put_metric_alarm(
-        AlarmName=alarm, Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Statistic="Sum",
-        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+        AlarmName=alarm,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocation5XXErrors",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
     cloud.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
-    cloud.sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=new_config,
-                             DeploymentConfig=canary_config([alarm]))
+    cloud.sm.update_endpoint(
+        EndpointName=endpoint, EndpointConfigName=new_config, DeploymentConfig=canary_config([alarm])
+    )
     wait_for_canary(cloud, endpoint, new_config)
 
     # WHEN the alarm goes off while the canary bakes
@@ -459,10 +496,14 @@ def test_weighted_production_variants_split_traffic(cloud: Cloud):
     value_a = one_prediction(cloud.model_from_archive(model_a, seed=31))
     value_b = one_prediction(cloud.model_from_archive(model_b, seed=32))
     split, only_a = unique("ab"), unique("a-only")
-    cloud.sm.create_endpoint(EndpointName=split, EndpointConfigName=cloud.config(
-        unique("cfg-ab"), {"A": (model_a, 1.0), "B": (model_b, 1.0)}))
-    cloud.sm.create_endpoint(EndpointName=only_a, EndpointConfigName=cloud.config(
-        unique("cfg-a"), {"A": (model_a, 1.0), "B": (model_b, 0.0)}))
+    cloud.sm.create_endpoint(
+        EndpointName=split,
+        EndpointConfigName=cloud.config(unique("cfg-ab"), {"A": (model_a, 1.0), "B": (model_b, 1.0)}),
+    )
+    cloud.sm.create_endpoint(
+        EndpointName=only_a,
+        EndpointConfigName=cloud.config(unique("cfg-a"), {"A": (model_a, 1.0), "B": (model_b, 0.0)}),
+    )
     cloud.wait_status(split, "InService")
     cloud.wait_status(only_a, "InService")
 
@@ -488,13 +529,21 @@ def test_a_batch_transform_writes_one_out_file_per_input_object(cloud: Cloud):
 
     # WHEN a transform job runs over the prefix (CSV in, one line per record out)
     cloud.sm.create_transform_job(
-        TransformJobName=job, ModelName=model_name, BatchStrategy="MultiRecord",
-        TransformInput={"DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                                        "S3Uri": f"s3://hosting/{prefix}/in"}},
-                        "ContentType": "text/csv", "SplitType": "Line"},
-        TransformOutput={"S3OutputPath": f"s3://hosting/{prefix}/out", "Accept": "text/csv",
-                         "AssembleWith": "Line"},
-        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1})
+        TransformJobName=job,
+        ModelName=model_name,
+        BatchStrategy="MultiRecord",
+        TransformInput={
+            "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": f"s3://hosting/{prefix}/in"}},
+            "ContentType": "text/csv",
+            "SplitType": "Line",
+        },
+        TransformOutput={
+            "S3OutputPath": f"s3://hosting/{prefix}/out",
+            "Accept": "text/csv",
+            "AssembleWith": "Line",
+        },
+        TransformResources={"InstanceType": "ml.m5.large", "InstanceCount": 1},
+    )
     assert cloud.hosting.wait_idle(60)
 
     # THEN it completed, and each input has its .out with the model's predictions
@@ -503,19 +552,36 @@ def test_a_batch_transform_writes_one_out_file_per_input_object(cloud: Cloud):
         out = cloud.s3.get_object(Bucket="hosting", Key=f"{prefix}/out/{name}.out")["Body"].read()
         assert [float(v) for v in out.decode().split()] == pytest.approx(direct(keras_model, rows), rel=1e-5)
     cloud.aws.wait_for_events(10)
-    statuses = [e["detail"]["TransformJobStatus"] for e in cloud.events
-                if e["detail-type"] == "SageMaker Transform Job State Change"
-                and e["detail"]["TransformJobName"] == job]
+    statuses = [
+        e["detail"]["TransformJobStatus"]
+        for e in cloud.events
+        if e["detail-type"] == "SageMaker Transform Job State Change"
+        and e["detail"]["TransformJobName"] == job
+    ]
     assert statuses == ["InProgress", "Completed"]
 
 
 def test_traffic_schedules_follow_the_routing_configuration():
     # GIVEN the three routing types WHEN scheduled THEN the shares and waits are SageMaker's
-    linear = {"BlueGreenUpdatePolicy": {"TerminationWaitInSeconds": 5, "TrafficRoutingConfiguration": {
-        "Type": "LINEAR", "WaitIntervalInSeconds": 60,
-        "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25}}}}
-    canary = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {
-        "Type": "CANARY", "WaitIntervalInSeconds": 30, "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1}}}}
+    linear = {
+        "BlueGreenUpdatePolicy": {
+            "TerminationWaitInSeconds": 5,
+            "TrafficRoutingConfiguration": {
+                "Type": "LINEAR",
+                "WaitIntervalInSeconds": 60,
+                "LinearStepSize": {"Type": "CAPACITY_PERCENT", "Value": 25},
+            },
+        }
+    }
+    canary = {
+        "BlueGreenUpdatePolicy": {
+            "TrafficRoutingConfiguration": {
+                "Type": "CANARY",
+                "WaitIntervalInSeconds": 30,
+                "CanarySize": {"Type": "INSTANCE_COUNT", "Value": 1},
+            }
+        }
+    }
     assert traffic_schedule(linear, 2) == [(0.25, 60), (0.5, 60), (0.75, 60), (1.0, 5)]
     assert traffic_schedule(canary, 4) == [(0.25, 30), (1.0, 0)]
     assert traffic_schedule({}, 1) == [(1.0, 0)]

@@ -60,25 +60,53 @@ def processing_request(
     script: str = "script.py",
 ) -> dict[str, Any]:
     inputs: list[dict[str, Any]] = [
-        {"InputName": "code", "S3Input": {"S3Uri": code_uri, "LocalPath": "/opt/ml/processing/input/code",
-                                          "S3DataType": "S3Prefix", "S3InputMode": "File",
-                                          "S3DataDistributionType": "FullyReplicated"}},
+        {
+            "InputName": "code",
+            "S3Input": {
+                "S3Uri": code_uri,
+                "LocalPath": "/opt/ml/processing/input/code",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+                "S3DataDistributionType": "FullyReplicated",
+            },
+        },
     ]
     if data_uri:
-        inputs.append({"InputName": "data", "S3Input": {
-            "S3Uri": data_uri, "LocalPath": "/opt/ml/processing/input/data", "S3DataType": "S3Prefix",
-            "S3InputMode": "File",
-            "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated"}})
+        inputs.append(
+            {
+                "InputName": "data",
+                "S3Input": {
+                    "S3Uri": data_uri,
+                    "LocalPath": "/opt/ml/processing/input/data",
+                    "S3DataType": "S3Prefix",
+                    "S3InputMode": "File",
+                    "S3DataDistributionType": "ShardedByS3Key" if sharded else "FullyReplicated",
+                },
+            }
+        )
     return {
         "ProcessingJobName": "ignored-by-runner",
         "ProcessingInputs": inputs,
-        "ProcessingOutputConfig": {"Outputs": [
-            {"OutputName": name, "S3Output": {"S3Uri": uri, "LocalPath": f"/opt/ml/processing/output/{name}",
-                                               "S3UploadMode": "EndOfJob"}}
-            for name, uri in (outputs or {}).items()
-        ]},
-        "ProcessingResources": {"ClusterConfig": {"InstanceCount": instance_count,
-                                                  "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}},
+        "ProcessingOutputConfig": {
+            "Outputs": [
+                {
+                    "OutputName": name,
+                    "S3Output": {
+                        "S3Uri": uri,
+                        "LocalPath": f"/opt/ml/processing/output/{name}",
+                        "S3UploadMode": "EndOfJob",
+                    },
+                }
+                for name, uri in (outputs or {}).items()
+            ]
+        },
+        "ProcessingResources": {
+            "ClusterConfig": {
+                "InstanceCount": instance_count,
+                "InstanceType": "ml.m5.large",
+                "VolumeSizeInGB": 30,
+            }
+        },
         "AppSpecification": {
             "ImageUri": "sklearn:latest",
             "ContainerEntrypoint": ["python3", f"/opt/ml/processing/input/code/{script}"],
@@ -106,17 +134,32 @@ METRICS = [
 ]
 
 
-def training_request(submit_uri: str, channels: dict[str, str], hyperparameters: dict[str, str],
-                     output_path: str) -> dict[str, Any]:
+def training_request(
+    submit_uri: str, channels: dict[str, str], hyperparameters: dict[str, str], output_path: str
+) -> dict[str, Any]:
     return {
-        "AlgorithmSpecification": {"TrainingImage": "tf:2", "TrainingInputMode": "File",
-                                   "MetricDefinitions": METRICS},
-        "HyperParameters": {"sagemaker_program": "train.py", "sagemaker_submit_directory": submit_uri,
-                            **hyperparameters},
+        "AlgorithmSpecification": {
+            "TrainingImage": "tf:2",
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRICS,
+        },
+        "HyperParameters": {
+            "sagemaker_program": "train.py",
+            "sagemaker_submit_directory": submit_uri,
+            **hyperparameters,
+        },
         "InputDataConfig": [
-            {"ChannelName": name, "ContentType": "text/csv",
-             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri,
-                                             "S3DataDistributionType": "FullyReplicated"}}}
+            {
+                "ChannelName": name,
+                "ContentType": "text/csv",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": uri,
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
             for name, uri in channels.items()
         ],
         "OutputDataConfig": {"S3OutputPath": output_path},
@@ -150,10 +193,17 @@ def test_sharded_processing_gives_each_instance_its_share_and_uploads_every_outp
         put(s3, f"shard/data/{name}.csv", "x,y\n1,2\n")
     code = put(s3, "shard/code/script.py", SHARD_SCRIPT)
     request = processing_request(
-        code, f"s3://{BUCKET}/shard/data", outputs={"listing": f"s3://{BUCKET}/shard/out"},
-        instance_count=2, sharded=True,
-        arguments=["--input-dir", "/opt/ml/processing/input/data",
-                   "--output-dir", "/opt/ml/processing/output"],
+        code,
+        f"s3://{BUCKET}/shard/data",
+        outputs={"listing": f"s3://{BUCKET}/shard/out"},
+        instance_count=2,
+        sharded=True,
+        arguments=[
+            "--input-dir",
+            "/opt/ml/processing/input/data",
+            "--output-dir",
+            "/opt/ml/processing/output",
+        ],
     )
 
     # WHEN the job runs on two instances with ShardedByS3Key
@@ -205,8 +255,11 @@ def test_training_runs_the_program_like_the_tensorflow_toolkit_and_uploads_the_m
     s3: Any, runner: JobRunner
 ):
     # GIVEN a source directory with a program and a helper module, and two channels
-    submit = source_dir(s3, "train/code/sourcedir.tar.gz",
-                        {"train.py": TRAIN_SCRIPT, "helper.py": "GREETING = 'hello from the source dir'\n"})
+    submit = source_dir(
+        s3,
+        "train/code/sourcedir.tar.gz",
+        {"train.py": TRAIN_SCRIPT, "helper.py": "GREETING = 'hello from the source dir'\n"},
+    )
     put(s3, "train/data/train/part-1.csv", "1,2\n")
     put(s3, "train/data/train/part-2.csv", "3,4\n")
     put(s3, "train/data/validation/v.csv", "5,6\n")
@@ -266,8 +319,9 @@ raise SystemExit(1)
 def test_failure_file_becomes_the_failure_reason(s3: Any, runner: JobRunner):
     # GIVEN a script that writes the SageMaker failure file and exits 1
     code = put(s3, "fail/code/script.py", FAILING_SCRIPT)
-    request = processing_request(code, arguments=["/opt/ml/output/failure"],
-                                 outputs={"out": f"s3://{BUCKET}/fail/out"})
+    request = processing_request(
+        code, arguments=["/opt/ml/output/failure"], outputs={"out": f"s3://{BUCKET}/fail/out"}
+    )
 
     # WHEN it runs
     result = runner.run_processing("failing-job", request)
@@ -334,9 +388,12 @@ def test_parallel_jobs_do_not_see_each_others_files_or_environment(s3: Any, runn
     def run(name: str) -> None:
         put(s3, f"iso/{name}/data/{name}-only.csv", "1\n")
         request = processing_request(
-            f"s3://{BUCKET}/iso/code", f"s3://{BUCKET}/iso/{name}/data",
-            outputs={"report": f"s3://{BUCKET}/iso/{name}/out"}, arguments=[name],
-            environment={"JOB_MARKER": name, "HOLD_SECONDS": "1"})
+            f"s3://{BUCKET}/iso/code",
+            f"s3://{BUCKET}/iso/{name}/data",
+            outputs={"report": f"s3://{BUCKET}/iso/{name}/out"},
+            arguments=[name],
+            environment={"JOB_MARKER": name, "HOLD_SECONDS": "1"},
+        )
         results[name] = runner.run_processing(f"iso-{name}", request)
 
     threads = [threading.Thread(target=run, args=(name,)) for name in ("left", "right")]
@@ -346,9 +403,12 @@ def test_parallel_jobs_do_not_see_each_others_files_or_environment(s3: Any, runn
         thread.join()
 
     # WHEN a third job runs after both
-    later = processing_request(f"s3://{BUCKET}/iso/code", f"s3://{BUCKET}/iso/left/data",
-                               outputs={"report": f"s3://{BUCKET}/iso/later/out"},
-                               environment={"JOB_MARKER": "later"})
+    later = processing_request(
+        f"s3://{BUCKET}/iso/code",
+        f"s3://{BUCKET}/iso/left/data",
+        outputs={"report": f"s3://{BUCKET}/iso/later/out"},
+        environment={"JOB_MARKER": "later"},
+    )
     results["later"] = runner.run_processing("iso-later", later)
 
     # THEN each job saw only its own input, environment, argv and module state
@@ -434,8 +494,15 @@ def test_real_preprocess_script_runs_sharded_on_the_sample_data(s3: Any, runner:
     put(s3, "real/data/part-2.csv", "\n".join([header, *body[1::2]]) + "\n")
     code = put(s3, "real/code/preprocess.py", Path("training_code/preprocess.py").read_text())
     outputs = {name: f"s3://{BUCKET}/real/out/{name}" for name in ("train", "validation", "test")}
-    request = processing_request(code, f"s3://{BUCKET}/real/data", outputs=outputs, instance_count=2,
-                                 sharded=True, arguments=["--target-column", "MEDV"], script="preprocess.py")
+    request = processing_request(
+        code,
+        f"s3://{BUCKET}/real/data",
+        outputs=outputs,
+        instance_count=2,
+        sharded=True,
+        arguments=["--target-column", "MEDV"],
+        script="preprocess.py",
+    )
 
     # WHEN it runs on two instances
     result = runner.run_processing("real-preprocess", request)

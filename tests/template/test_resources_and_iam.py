@@ -146,13 +146,26 @@ def test_every_function_gets_the_documented_environment() -> None:
     assert environment["ROLLBACK_ALARM_NAMES"] == "mlops-demo-endpoint-5xx,mlops-demo-endpoint-latency"
 
 
+def test_every_setting_a_handler_reads_is_set_by_the_template() -> None:
+    from orchestrator import settings
+
+    read = {
+        field.alias
+        for kind in (settings.PushSettings, settings.TrackSettings, settings.DeploySettings)
+        for field in kind.model_fields.values()
+    }
+    environment = RESOLVER.resolve(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"])
+    assert read - set(environment) == set()
+    assert environment["POWERTOOLS_TRACE_DISABLED"] == "false"
+
+
 @pytest.mark.parametrize("function_id", ["StartPipelineFunction", "TrackFunction", "DeployFunction"])
 def test_function_runs_on_python312_traced_with_dead_letters_for_both_async_paths(function_id: str) -> None:
     function = TEMPLATE["Resources"][function_id]
     globals_ = TEMPLATE["Globals"]["Function"]
     props = function["Properties"]
     assert globals_["Runtime"] == "python3.12" and globals_["Architectures"] == ["x86_64"]
-    assert globals_["Tracing"] == "Active"
+    assert RESOLVER.resolve(globals_["Tracing"]) == "Active"  # by default; TracingMode can pass through
     assert function["Metadata"]["BuildMethod"] == "makefile"
     assert props["Handler"] == "app.lambda_handler"
     assert (ROOT / props["CodeUri"] / "Makefile").is_file()

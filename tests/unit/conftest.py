@@ -17,6 +17,7 @@ from orchestrator.clients import reset_clients
 from orchestrator.idempotency import reset_idempotency
 from orchestrator.settings import reset_settings
 from tests.events import load_event
+from tests.iam import is_allowed, recording_handler_calls
 from tests.unit.fakes import (
     REGION,
     FakeLineageStore,
@@ -101,6 +102,15 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_caches()
     yield
     reset_caches()
+
+
+@pytest.fixture(autouse=True)
+def iam_allows_every_call() -> Iterator[list[tuple[str, str]]]:
+    """Every AWS call a handler makes in any of these tests must be allowed by its function's IAM policy."""
+    with recording_handler_calls() as calls:
+        yield calls
+    denied = sorted({(folder, action) for folder, action in calls if not is_allowed(folder, action)})
+    assert not denied, f"template.yaml does not allow these calls: {denied}"
 
 
 @dataclass
