@@ -383,6 +383,7 @@ class JobRunner:
             return list(pool.map(lambda spec: self._run_child(spec, max_runtime), specs))
 
     def _run_child(self, spec: ChildSpec, max_runtime: int | None) -> int:
+        spec.save(str(Path(spec.log_path).with_suffix(".spec.json")))
         with self._slots:
             process = JobProcess(target=run_child, args=(spec,), name="sagemaker-job")
             process.start()

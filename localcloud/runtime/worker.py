@@ -8,13 +8,14 @@ side never see each other's state; the script itself runs through `runpy` as `__
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import sys
 import tokenize
 import traceback
 import types
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from typing import Any
@@ -34,6 +35,9 @@ PRELOAD_MODULES: tuple[str, ...] = (
 )
 
 
+_SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|CREDENTIAL|SESSION|PRIVATE|_KEY", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class ChildSpec:
     """One container process: the command the container would run and the world it would see."""
@@ -46,6 +50,24 @@ class ChildSpec:
     #: The job's stand-in for `/opt/ml`: string literals naming `/opt/ml/...` in the entry script are read
     #: as paths below it, the way the container's filesystem would resolve them (see `container_view`).
     container_root: str | None = None
+
+    def save(self, path: str) -> None:
+        """Write the spec beside the job's log, so the job can be rerun by hand: `python -m
+        localcloud.runtime.worker <spec.json>` runs it in a fresh interpreter (TensorFlow imported anew).
+
+        Variables that look like credentials are left out (the job sees the caller's environment, which
+        may hold real ones); the scripts read their inputs from local files and do not need them.
+        """
+        record = asdict(self)
+        record["env"] = {k: v for k, v in self.env.items() if not _SECRET_NAME.search(k)}
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as handle:
+            json.dump(record, handle, indent=1)
+
+    @classmethod
+    def load(cls, path: str) -> ChildSpec:
+        with open(path, encoding="utf-8") as handle:
+            return cls(**json.load(handle))
 
 
 class _JobPopen(popen_forkserver.Popen):
@@ -178,3 +200,9 @@ def container_view(source: str, container_root: str) -> str:
         literal = _CONTAINER_PATH.sub(lambda _: container_root, source[start:end])
         source = source[:start] + literal + source[end:]
     return source
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m localcloud.runtime.worker <job spec.json>")
+    run_child(ChildSpec.load(sys.argv[1]))

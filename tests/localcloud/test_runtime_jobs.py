@@ -347,6 +347,37 @@ def test_failure_without_failure_file_reports_the_last_log_lines(s3: Any, runner
     assert "RuntimeError: weights are NaN" in result.failure_reason
 
 
+def test_each_job_leaves_a_spec_that_reruns_it_in_a_fresh_interpreter(
+    s3: Any, runner: JobRunner, monkeypatch: pytest.MonkeyPatch
+):
+    # GIVEN a job that lists its input, run while the caller's environment holds a credential
+    monkeypatch.setenv("SOME_SERVICE_TOKEN", "do-not-write-me")
+    code = put(s3, "rerun/code/script.py", SHARD_SCRIPT)
+    put(s3, "rerun/in/a.csv", "x,y\n1,2\n")
+    request = processing_request(code, data_uri=f"s3://{BUCKET}/rerun/in/")
+    assert runner.run_processing("rerun-job", request).status == "Completed"
+    [spec_path] = (runner.workdir / "jobs" / "rerun-job").rglob("*.spec.json")
+    listing = next((runner.workdir / "jobs" / "rerun-job").rglob("seen-*.json"))
+    listing.unlink()
+
+    # WHEN the saved spec is run by hand, as the file's docstring says
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    rerun = subprocess.run(
+        [sys.executable, "-m", "localcloud.runtime.worker", str(spec_path)], env=env, check=False
+    )
+
+    # THEN the script ran again in its own tree, and the spec kept no credential-looking variable
+    assert rerun.returncode == 0
+    assert json.loads(listing.read_text())["seen"] == ["a.csv"]
+    saved = json.loads(spec_path.read_text())
+    assert "SOME_SERVICE_TOKEN" not in saved["env"]
+    assert not any("SECRET" in name for name in saved["env"])
+    assert oct(spec_path.stat().st_mode & 0o777) == "0o600"
+
+
 def test_missing_input_is_a_client_error(s3: Any, runner: JobRunner):
     # GIVEN an input prefix with no objects
     code = put(s3, "noinput/code/script.py", "print('never runs')\n")
