@@ -6,8 +6,9 @@
   a fresh interpreter each, as a user running `python train.py ...` would); and, stricter, ÷ the summed
   in-job run time (job start → end inside the engine, where TensorFlow is already imported);
 - tuning throughput: trials per minute of the TuneModel step at its max parallel jobs;
-- handler cold start: import + init of each handler in a fresh interpreter ÷ `import boto3` alone; measured with tracing off (local, `sam local`, TracingMode=PassThrough) and as on Lambda
-  with TracingMode=Active (LAMBDA_TASK_ROOT set, so Powertools' Tracer loads the X-Ray SDK).
+- handler cold start: import + init of each handler in a fresh interpreter ÷ `import boto3` alone;
+  measured with tracing off (local, `sam local`, TracingMode=PassThrough) and as on Lambda with
+  TracingMode=Active (LAMBDA_TASK_ROOT set, so Powertools' Tracer loads the X-Ray SDK).
 """
 
 from __future__ import annotations
