@@ -124,28 +124,21 @@ class _FunctionWorker:
             attempt += 1
             context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout)
             started = time.perf_counter()
+            outcome: dict[str, Any]
             try:
-                result = self.handler()(event, context)
-                invocation = Invocation(
-                    self.spec.logical_id,
-                    rule,
-                    event.get("id", ""),
-                    event.get("detail-type", ""),
-                    attempt,
-                    time.perf_counter() - started,
-                    result=_jsonable(result),
-                )
+                outcome = {"result": _jsonable(self.handler()(event, context))}
             except Exception as error:  # a handler's failure is data for the retry policy, not a crash
-                invocation = Invocation(
-                    self.spec.logical_id,
-                    rule,
-                    event.get("id", ""),
-                    event.get("detail-type", ""),
-                    attempt,
-                    time.perf_counter() - started,
-                    error=f"{type(error).__name__}: {error}",
-                )
-                log.warning("handler failed: %s\n%s", invocation.error, traceback.format_exc(limit=5))
+                outcome = {"error": f"{type(error).__name__}: {error}"}
+                log.warning("handler failed: %s\n%s", outcome["error"], traceback.format_exc(limit=5))
+            invocation = Invocation(
+                self.spec.logical_id,
+                rule,
+                event.get("id", ""),
+                event.get("detail-type", ""),
+                attempt,
+                time.perf_counter() - started,
+                **outcome,
+            )
             self.record(invocation)
             if invocation.error is None or attempt > ASYNC_RETRIES:
                 return invocation

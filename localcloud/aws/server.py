@@ -351,6 +351,20 @@ class EmbeddedAws:
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
 
+    def new_client(self, service: str, max_pool_connections: int = 10) -> Any:
+        """A boto3 client of this server, for the local cloud's own components (engine, hosting)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - the embedded AWS accepts any key
+            config=Config(retries={"max_attempts": 2}, max_pool_connections=max_pool_connections),
+        )
+
     # extension points ----------------------------------------------------------------------------
     def register_override(self, service: str, action: str, fn: Override) -> None:
         """Answer ``service:action`` with ``fn(params, request_info)`` instead of moto.

@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from localcloud.engine.caching import CACHEABLE_STEP_TYPES, CacheEntry, StepCache, cache_key
@@ -148,14 +146,7 @@ class PipelineEngine:
         """A boto3 client of the embedded AWS (the engine calls the API like any other caller)."""
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = boto3.client(
-                    service,
-                    endpoint_url=self.aws.endpoint_url,
-                    region_name=self.aws.region,
-                    aws_access_key_id="testing",
-                    aws_secret_access_key="testing",  # noqa: S106 - the embedded AWS takes any key
-                    config=Config(retries={"max_attempts": 2}, max_pool_connections=32),
-                )
+                self._clients[service] = self.aws.new_client(service, max_pool_connections=32)
             return self._clients[service]
 
     @property

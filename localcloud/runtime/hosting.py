@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-
 from localcloud.runtime.s3io import S3Location, list_keys, relative_key
 from localcloud.runtime.serving import LoadedModel, ModelHost
 
@@ -146,13 +144,7 @@ class EndpointHosting:
     def _client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = boto3.client(
-                    service,
-                    endpoint_url=self.aws.endpoint_url,
-                    region_name=self.aws.region,
-                    aws_access_key_id="testing",
-                    aws_secret_access_key="testing",  # noqa: S106 - the embedded AWS accepts any key
-                )
+                self._clients[service] = self.aws.new_client(service)
             return self._clients[service]
 
     # -- invocations -----------------------------------------------------------------------------------

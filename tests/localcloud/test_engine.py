@@ -555,6 +555,21 @@ def processing_step(
     return step
 
 
+def two_step_chain(client: Callable[[str], Any], bucket: str, name: str, first: str, second: str) -> str:
+    """Create pipeline `name`: processing step `first`, then `second` after it, over one small input."""
+    source = upload(client, bucket, f"in/{name}.csv", b"1")
+    definition = {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [
+            processing_step(first, bucket, [source]),
+            processing_step(second, bucket, [source], [first]),
+        ],
+    }
+    create_pipeline(client, name, definition)
+    return name
+
+
 def test_independent_steps_run_in_parallel_and_dependents_wait(
     engine: PipelineEngine,
     runner: FakeRunner,
@@ -789,17 +804,7 @@ def test_stop_marks_execution_stopped_and_starts_no_further_step(
     bucket: str,
 ) -> None:
     # GIVEN a two-step chain whose first job takes a while
-    source = upload(client, bucket, "in/s.csv", b"1")
-    definition = {
-        "Version": "2020-12-01",
-        "Parameters": [],
-        "Steps": [
-            processing_step("First", bucket, [source]),
-            processing_step("Second", bucket, [source], ["First"]),
-        ],
-    }
-    name = unique("engine-stop")
-    create_pipeline(client, name, definition)
+    name = two_step_chain(client, bucket, unique("engine-stop"), "First", "Second")
     runner.job_seconds = 0.8
     arn = start(client, name, {})
     deadline = time.monotonic() + 10
@@ -929,17 +934,7 @@ def test_retry_runs_a_failed_execution_again_from_its_failed_step(
     bucket: str,
 ) -> None:
     # GIVEN an execution whose second step failed
-    source = upload(client, bucket, "in/retry.csv", b"1")
-    definition = {
-        "Version": "2020-12-01",
-        "Parameters": [],
-        "Steps": [
-            processing_step("Prepare", bucket, [source]),
-            processing_step("Flaky", bucket, [source], ["Prepare"]),
-        ],
-    }
-    name = unique("engine-retry")
-    create_pipeline(client, name, definition)
+    name = two_step_chain(client, bucket, unique("engine-retry"), "Prepare", "Flaky")
     runner.fail_jobs_matching = "-Flaky-"
     arn = start(client, name, {})
     assert engine.wait(arn, timeout=30) == "Failed"

@@ -19,6 +19,7 @@ from localcloud.engine.expressions import (
     resolve,
 )
 from localcloud.engine.tuning import HyperParameterSearch, TuningConfigError
+from tests.pipeline.test_definition import REQUIRED_AT_START
 
 DEFINITION = json.loads(
     (Path(__file__).resolve().parents[2] / "layers/shared/orchestrator/pipeline_definition.json").read_text()
@@ -149,23 +150,9 @@ def test_dependencies_come_from_references_depends_on_and_condition_branches() -
 def test_parameters_take_given_values_over_typed_defaults() -> None:
     # GIVEN some parameters given (as strings, the way the API carries them)
     definition = PipelineDefinition.parse(DEFINITION)
-    given = [
-        {"Name": n, "Value": "v"}
-        for n in (
-            "InputDataUri",
-            "CommitId",
-            "RepositoryName",
-            "ArtifactBucket",
-            "PreprocessCodeUri",
-            "EvaluateCodeUri",
-            "TrainingCodeUri",
-            "ExecutionRoleArn",
-            "ProcessingImageUri",
-            "TrainingImageUri",
-            "InferenceImageUri",
-            "ModelPackageGroupName",
-        )
-    ] + [{"Name": "MaxTuningJobs", "Value": "12"}]
+    given = [{"Name": n, "Value": "v"} for n in sorted(REQUIRED_AT_START)] + [
+        {"Name": "MaxTuningJobs", "Value": "12"}
+    ]
     # WHEN resolved / THEN given values win, defaults fill the rest, each typed as declared
     values = definition.resolve_parameters(given)
     assert values["MaxTuningJobs"] == 12 and values["MaxParallelTuningJobs"] == 2

@@ -227,14 +227,7 @@ class LineageRecorder:
         self.ledger.put(
             endpoint_pk(endpoint), f"EVENT#{now}", kind="event", action=reason, config=config_name
         )
-        if package.repository and package.commit_id:
-            self.ledger.put(
-                commit_pk(package.repository, package.commit_id),
-                f"DEPLOYMENT#{endpoint}#{config_name}",
-                kind="deployment",
-                package_arn=package.package_arn,
-                **chain,
-            )
+        self._record_on_commit(package, f"DEPLOYMENT#{endpoint}#{config_name}", "deployment", chain)
         action = self._studio(
             "deployment action",
             lambda: self.sagemaker.ensure_action(
@@ -256,6 +249,19 @@ class LineageRecorder:
         self._associate(self._package_artifact(package), action, "ContributedTo")
         self._associate(action, config_artifact, "Produced")
 
+    def _record_on_commit(
+        self, package: PackageLineage, sort_key: str, kind: str, fields: dict[str, Any]
+    ) -> None:
+        """Where did commit C go: one entry under the commit for each deployment or transform of its model."""
+        if package.repository and package.commit_id:
+            self.ledger.put(
+                commit_pk(package.repository, package.commit_id),
+                sort_key,
+                kind=kind,
+                package_arn=package.package_arn,
+                **fields,
+            )
+
     def transform_started(
         self, package: PackageLineage, job_name: str, input_uri: str, output_uri: str
     ) -> None:
@@ -266,14 +272,7 @@ class LineageRecorder:
             "status": "InProgress",
         }
         self.ledger.put(transform_pk(job_name), "TRANSFORM", kind="transform", **record, **package.as_dict())
-        if package.repository and package.commit_id:
-            self.ledger.put(
-                commit_pk(package.repository, package.commit_id),
-                f"TRANSFORM#{job_name}",
-                kind="transform",
-                package_arn=package.package_arn,
-                **record,
-            )
+        self._record_on_commit(package, f"TRANSFORM#{job_name}", "transform", record)
         artifact = self._studio(
             "transform artifact",
             lambda: self.sagemaker.ensure_artifact(

@@ -195,34 +195,30 @@ class SageMakerAdapter:
     def ensure_context(
         self, name: str, context_type: str, source_uri: str, properties: dict[str, str]
     ) -> str:
-        try:
-            return str(
-                self.client.create_context(
-                    ContextName=name,
-                    ContextType=context_type,
-                    Source={"SourceUri": source_uri},
-                    Properties=properties,
-                )["ContextArn"]
-            )
-        except ClientError as exc:
-            if not is_already_exists(exc):
-                raise
-            return str(self.client.describe_context(ContextName=name)["ContextArn"])
+        return self._ensure_named("Context", name, context_type, source_uri, properties)
 
     def ensure_action(self, name: str, action_type: str, source_uri: str, properties: dict[str, str]) -> str:
+        return self._ensure_named("Action", name, action_type, source_uri, properties)
+
+    def _ensure_named(
+        self, entity: str, name: str, entity_type: str, source_uri: str, properties: dict[str, str]
+    ) -> str:
+        """Create a Context or Action (`entity`), or return the ARN of the one already of that name."""
+        lower = entity.lower()
         try:
-            return str(
-                self.client.create_action(
-                    ActionName=name,
-                    ActionType=action_type,
-                    Source={"SourceUri": source_uri},
-                    Properties=properties,
-                )["ActionArn"]
+            created = getattr(self.client, f"create_{lower}")(
+                **{
+                    f"{entity}Name": name,
+                    f"{entity}Type": entity_type,
+                    "Source": {"SourceUri": source_uri},
+                    "Properties": properties,
+                }
             )
+            return str(created[f"{entity}Arn"])
         except ClientError as exc:
             if not is_already_exists(exc):
                 raise
-            return str(self.client.describe_action(ActionName=name)["ActionArn"])
+            return str(getattr(self.client, f"describe_{lower}")(**{f"{entity}Name": name})[f"{entity}Arn"])
 
     def ensure_artifact(
         self, name: str, artifact_type: str, source_uri: str, properties: dict[str, str]
