@@ -21,6 +21,7 @@ from localcloud.aws.server import EmbeddedAws
 from localcloud.provision import plan_names, provision
 from localcloud.router import EventRouter, Invocation
 from localcloud.runtime import JobRunner
+from localcloud.runtime.s3io import S3Location
 from localcloud.template import StackTemplate
 
 log = logging.getLogger(__name__)
@@ -151,11 +152,9 @@ class LocalCloud:
 
     def upload_data(self, csv_path: Path) -> str:
         """Put a CSV where the pipeline reads its input (INPUT_DATA_URI)."""
-        uri = self.env["INPUT_DATA_URI"]
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        key = f"{prefix.rstrip('/')}/{csv_path.name}".lstrip("/")
-        self.client("s3").upload_file(str(csv_path), bucket, key)
-        return f"s3://{bucket}/{key}"
+        target = S3Location.parse(self.env["INPUT_DATA_URI"]).child(csv_path.name)
+        self.client("s3").upload_file(str(csv_path), target.bucket, target.key)
+        return target.uri
 
     def checkout(self) -> Path:
         """A working clone of the stack's repository (created on first use)."""

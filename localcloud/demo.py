@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.cloud import ROOT, LocalCloud
+from localcloud.runtime.s3io import read_json
 
 
 class DemoFailure(RuntimeError):
@@ -150,8 +151,7 @@ def _predictions(payload: Any) -> list[float]:
 
 def _test_rmse(cloud: LocalCloud, package: dict[str, Any]) -> float:
     uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    report = json.loads(cloud.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    report = read_json(cloud.client("s3"), uri)
     return round(float(report["regression_metrics"]["rmse"]["value"]), 3)
 
 

@@ -29,6 +29,7 @@ from localcloud.engine.expressions import ExpressionError, ResolutionContext, re
 from localcloud.engine.records import JobRecords
 from localcloud.engine.state import EXECUTION_TERMINAL, ExecutionRun, StepRun, utcnow
 from localcloud.engine.tuning import HyperParameterSearch, TuningConfigError
+from localcloud.runtime.s3io import read_json
 
 if TYPE_CHECKING:
     from localcloud.aws.protocol import RequestInfo
@@ -920,14 +921,12 @@ class PipelineEngine:
 
     # S3 ----------------------------------------------------------------------------------------
     def _read_s3_json(self, uri: str) -> Any:
-        bucket, _, key = uri.removeprefix("s3://").partition("/")
         try:
-            body = self.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+            return read_json(self.client("s3"), uri)
         except ClientError as error:
             raise ExpressionError(
                 f"cannot read {uri}: {error.response.get('Error', {}).get('Code')}"
             ) from None
-        return json.loads(body)
 
     def _etags(self, uri: str) -> list[list[str]]:
         bucket, _, prefix = uri.removeprefix("s3://").partition("/")

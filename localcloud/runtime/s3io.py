@@ -3,6 +3,7 @@ it."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,12 @@ class S3Location:
     def child(self, relative: str) -> S3Location:
         base = self.key.rstrip("/")
         return S3Location(self.bucket, f"{base}/{relative}" if base else relative)
+
+
+def read_json(s3_client: Any, uri: str) -> Any:
+    """The JSON document stored at an `s3://` URI."""
+    location = S3Location.parse(uri)
+    return json.loads(s3_client.get_object(Bucket=location.bucket, Key=location.key)["Body"].read())
 
 
 def list_keys(s3_client: Any, location: S3Location) -> list[str]:
