@@ -60,10 +60,10 @@ validate: .venv-sam/.stamp $(VENV)/.stamp
 build: .venv-sam/.stamp layers/shared/orchestrator/pipeline_definition.json
 	$(SAM) build --region us-east-1
 
-demo: bootstrap
+demo: $(VENV)/.stamp
 	$(PY) -m localcloud demo
 
-bench: bootstrap
+bench: $(VENV)/.stamp
 	$(PY) benchmarks/bench.py
 
 bench-model: $(VENV)/.stamp
