@@ -243,6 +243,37 @@ def test_package_of_a_foreign_group_is_ignored(
     assert cloud.sagemaker.list_models()["Models"] == []
 
 
+def test_approval_event_from_another_account_is_ignored(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN an approved package of ours, and an event about it that claims to come from another account
+    arn = package(cloud, 1)
+    event = decide(cloud, arn, "Approved")
+    event["account"] = "999999999999"
+    # WHEN it arrives THEN it is refused, logged, and nothing is deployed
+    result = lambda_handler(event, context)
+    assert (result["status"], result["reason"]) == ("ignored", "foreign-account")
+    assert [line["reason"] for line in logged(caplog, "event ignored")] == ["foreign-account"]
+    assert cloud.sagemaker.list_models()["Models"] == []
+    assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
+
+
+def test_both_targets_deploy_the_endpoint_and_run_the_transform(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN deployment to both an endpoint and batch is configured
+    monkeypatch.setenv("DEPLOY_TARGET", "both")
+    reset_caches()
+    arn = package(cloud, 1)
+    # WHEN the package is approved
+    result = lambda_handler(decide(cloud, arn, "Approved"), context)
+    # THEN the endpoint serves it and one transform job ran with it
+    assert result["endpoint"]["action"] == "created"
+    assert serving_package(cloud) == arn
+    [job] = cloud.sagemaker.list_transform_jobs()["TransformJobSummaries"]
+    assert job["TransformJobName"] == result["batch"]["transform_job"]
+
+
 def test_event_saying_approved_for_a_pending_package_is_ignored(cloud: Cloud, context: Any) -> None:
     # GIVEN a package that SageMaker says is still pending
     arn = package(cloud, 1)

@@ -96,6 +96,19 @@ def test_event_of_another_pipeline_is_ignored(
     assert logged(caplog, "event ignored")
 
 
+def test_event_from_another_account_is_ignored(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a failure event of our pipeline that claims to come from another account
+    event = load_event("pipeline_execution_failed")
+    event["account"] = "999999999999"
+    # WHEN it arrives THEN it is ignored: no notification, nothing in the ledger
+    assert track(event, context)["reason"] == "foreign-account"
+    assert cloud.notifications() == []
+    assert boto3.client("dynamodb").scan(TableName=TABLE)["Items"] == []
+    assert logged(caplog, "event ignored")
+
+
 def test_unknown_or_malformed_tracking_events_are_rejected(cloud: Cloud, context: Any) -> None:
     # GIVEN an event of a kind the track handler does not handle, and one missing its status
     odd = load_event("codecommit_push")
