@@ -212,8 +212,10 @@ def fit(
     model.optimizer.build(model.trainable_variables)
     initial_weights = model.get_weights()
     initial_optimizer = [variable.numpy() for variable in model.optimizer.variables]
+    # Stop on validation RMSE, not val_loss: Keras adds the L2 penalty to val_loss, and that penalty grows
+    # as the weights do, so val_loss bottoms out epochs before the predictions stop improving.
     stopper = keras.callbacks.EarlyStopping(
-        monitor="val_loss", patience=hyper.patience, restore_best_weights=True, start_from_epoch=0
+        monitor="val_rmse", mode="min", patience=hyper.patience, restore_best_weights=True, start_from_epoch=0
     )
     callbacks: list[Any] = [stopper]
     if verbose_metrics:
@@ -229,7 +231,7 @@ def fit(
         verbose=0,
     )
     history = {key: [float(v) for v in values] for key, values in result.history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
+    best_epoch = int(np.argmin(history["val_rmse"])) + 1
     train_eval = model.evaluate(train_x, train_y, verbose=0, return_dict=True)
     val_eval = model.evaluate(val_x, val_y, verbose=0, return_dict=True)
     best = {
