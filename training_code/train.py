@@ -191,6 +191,23 @@ def print_metrics(epoch: int, logs: dict[str, float]) -> None:
     )
 
 
+def early_stopping_class() -> Any:
+    import keras
+
+    class StopEarlyOnly(keras.callbacks.EarlyStopping):
+        """Keras' EarlyStopping, except that the best epoch's weights are restored only when patience ran
+        out. A run that completes its `epochs` keeps its final weights: the tuned epoch count then means
+        what it says, and a small validation split is not used twice (once to pick an epoch inside each
+        trial, again by the tuner to pick a trial), which favours models caught early by luck."""
+
+        def on_train_end(self, logs: dict[str, float] | None = None) -> None:
+            if not self.stopped_epoch:
+                self.best_weights = None
+            super().on_train_end(logs)
+
+    return StopEarlyOnly
+
+
 def fit(
     train: pd.DataFrame, validation: pd.DataFrame, hyper: HyperParameters, verbose_metrics: bool = True
 ) -> TrainedModel:
@@ -214,8 +231,8 @@ def fit(
     initial_optimizer = [variable.numpy() for variable in model.optimizer.variables]
     # Stop on validation RMSE, not val_loss: Keras adds the L2 penalty to val_loss, and that penalty grows
     # as the weights do, so val_loss bottoms out epochs before the predictions stop improving.
-    stopper = keras.callbacks.EarlyStopping(
-        monitor="val_rmse", mode="min", patience=hyper.patience, restore_best_weights=True, start_from_epoch=0
+    stopper = early_stopping_class()(
+        monitor="val_rmse", mode="min", patience=hyper.patience, restore_best_weights=True
     )
     callbacks: list[Any] = [stopper]
     if verbose_metrics:
@@ -231,7 +248,7 @@ def fit(
         verbose=0,
     )
     history = {key: [float(v) for v in values] for key, values in result.history.items()}
-    best_epoch = int(np.argmin(history["val_rmse"])) + 1
+    best_epoch = stopper.best_epoch + 1 if stopper.stopped_epoch else len(history["val_rmse"])
     train_eval = model.evaluate(train_x, train_y, verbose=0, return_dict=True)
     val_eval = model.evaluate(val_x, val_y, verbose=0, return_dict=True)
     best = {

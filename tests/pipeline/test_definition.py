@@ -121,7 +121,11 @@ def test_tuning_is_bayesian_and_minimises_validation_rmse(definition: dict[str, 
         "Logarithmic",
     )
     integers = {r["Name"]: (int(r["MinValue"]), int(r["MaxValue"])) for r in ranges["IntegerParameterRanges"]}
-    assert integers == {"epochs": (5, 30), "batch_size": (64, 256)}
+    # The seed article's ranges (epochs 5-30, batch 64-256) widened to where 8 trials find a model that
+    # fits: more passes and smaller batches (see docs/architecture.md, "Tuning ranges").
+    assert integers == {"epochs": (5, 60), "batch_size": (32, 256)}
+    assert integers["epochs"][0] <= 5 and integers["epochs"][1] >= 30
+    assert integers["batch_size"][0] <= 64 and integers["batch_size"][1] >= 256
     assert config["ResourceLimits"] == {
         "MaxNumberOfTrainingJobs": {"Get": "Parameters.MaxTuningJobs"},
         "MaxParallelTrainingJobs": {"Get": "Parameters.MaxParallelTuningJobs"},

@@ -47,3 +47,25 @@ def test_refit_keeps_the_early_stopped_metrics_and_doubles_the_members(
     assert combined.shape == (len(test_x), 1)
     assert np.all(np.isfinite(combined))
     assert not np.allclose(combined, plain.model.predict(test_x, verbose=0))
+
+
+def test_a_run_that_completes_its_epochs_keeps_its_final_weights(
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    # GIVEN patience longer than the run, so early stopping never fires
+    run = train.fit(*splits, replace(QUICK, epochs=6, patience=50, refit=0), verbose_metrics=False)
+    # THEN the model is the last epoch's, and what it reports is that epoch's validation score
+    assert run.best_epoch == 6 == len(run.history["val_rmse"])
+    assert run.best_metrics["val_rmse"] == pytest.approx(run.history["val_rmse"][-1], rel=1e-3)
+
+
+def test_a_run_stopped_by_patience_restores_its_best_epoch(
+    splits: tuple[pd.DataFrame, pd.DataFrame],
+) -> None:
+    # GIVEN a high learning rate and a patience of one epoch, so validation soon stops improving
+    hyper = replace(QUICK, epochs=60, patience=1, learning_rate=0.2, refit=0)
+    run = train.fit(*splits, hyper, verbose_metrics=False)
+    # THEN the run stopped early, and the model is the best epoch's
+    assert len(run.history["val_rmse"]) < 60
+    assert run.best_metrics["val_rmse"] == pytest.approx(min(run.history["val_rmse"]), rel=1e-3)
+    assert run.best_epoch == int(np.argmin(run.history["val_rmse"])) + 1

@@ -174,8 +174,8 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
         metric_definitions=METRIC_DEFINITIONS,
         hyperparameter_ranges={
             "learning_rate": ContinuousParameter(0.001, 0.2, scaling_type="Logarithmic"),
-            "epochs": IntegerParameter(5, 30),
-            "batch_size": IntegerParameter(64, 256),
+            "epochs": IntegerParameter(5, 60),
+            "batch_size": IntegerParameter(32, 256),
         },
         strategy="Bayesian",
         max_jobs=max_tuning_jobs,
