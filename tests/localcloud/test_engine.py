@@ -371,10 +371,18 @@ def test_tuning_runs_n_trials_at_most_p_at_once_and_ranks_best_first(
         s["TrainingJobName"]: s["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for s in summaries
     }
     assert tuning["BestTrainingJob"]["TrainingJobName"] == min(values, key=values.__getitem__)
+    declared = tuning["HyperParameterTuningJobConfig"]["ParameterRanges"]
+    bounds = {
+        r["Name"]: (float(r["MinValue"]), float(r["MaxValue"]))
+        for kind in ("ContinuousParameterRanges", "IntegerParameterRanges")
+        for r in declared[kind]
+    }
+    assert set(bounds) == {"learning_rate", "epochs", "batch_size"}
     for summary in summaries:
-        tuned = summary["TunedHyperParameters"]
-        assert 0.001 <= float(tuned["learning_rate"]) <= 0.2
-        assert 5 <= int(tuned["epochs"]) <= 30 and 64 <= int(tuned["batch_size"]) <= 256
+        for name, value in summary["TunedHyperParameters"].items():
+            assert bounds[name][0] <= float(value) <= bounds[name][1], (name, value)
+            if name != "learning_rate":
+                assert float(value).is_integer()
     # AND each trial is a training job with the static hyper-parameters and its real objective
     best = sagemaker.describe_training_job(TrainingJobName=tuning["BestTrainingJob"]["TrainingJobName"])
     assert best["HyperParameters"]["sagemaker_program"] == "train.py"
