@@ -6,8 +6,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.shared.functions import strtobool
+from aws_lambda_powertools import Logger, Metrics, Tracer
 
 SERVICE = os.getenv("POWERTOOLS_SERVICE_NAME", "mlops-orchestrator")
 NAMESPACE = os.getenv("POWERTOOLS_METRICS_NAMESPACE", "MLOpsOrchestrator")
@@ -18,26 +17,20 @@ metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
-def tracing_enabled(environ: dict[str, str] | None = None) -> bool:
-    """Whether Powertools' Tracer would trace here: on Lambda, not under SAM local, not turned off.
+def tracing_enabled() -> bool:
+    """Whether Powertools' Tracer would trace here (on Lambda, not under SAM local, not turned off).
 
-    The same rule as `Tracer._is_tracer_disabled`, decided before the X-Ray SDK is imported: building a
-    Tracer imports `aws_xray_sdk.core` (about 130 ms) even where it then disables itself, so a handler
-    that will not trace (tests, the local cloud, `sam local invoke`) skips that cost at cold start.
+    Asked of Powertools' own rule before a Tracer is built: building one imports `aws_xray_sdk.core`
+    (about 0.2 s, it creates botocore clients) even where it then disables itself, so a handler that will
+    not trace (tests, the local cloud, `sam local invoke`) skips that cost at cold start.
     """
-    env = os.environ if environ is None else environ
-    if strtobool(env.get("POWERTOOLS_TRACE_DISABLED", "false")):
-        return False
-    emulated = env.get("AWS_SAM_LOCAL") or env.get("AWS_CHALICE_CLI_MODE")
-    return bool(env.get("LAMBDA_TASK_ROOT")) and not emulated
+    return not Tracer._is_tracer_disabled()
 
 
 def instrumented(handler: Handler) -> Handler:
     """Apply, in this order for every handler: Lambda context in logs, metrics flush, tracing."""
     inner = handler
     if tracing_enabled():
-        from aws_lambda_powertools import Tracer
-
         inner = Tracer(service=SERVICE).capture_lambda_handler(capture_response=False)(handler)
     measured = metrics.log_metrics(inner)
     return logger.inject_lambda_context(clear_state=True)(measured)
