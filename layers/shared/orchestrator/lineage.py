@@ -92,7 +92,8 @@ class LineageRecorder:
             self._studio("association", lambda: self.sagemaker.associate(source, destination, kind))
 
     # --- links -------------------------------------------------------------------------------------
-    def push_skipped(self, commit: CommitRef, reason: str, changed_paths: list[str]) -> None:
+    def _commit_record(self, commit: CommitRef, outcome: str, **fields: Any) -> None:
+        """The commit's own entry: what its push led to (a run, or a skip and why)."""
         self.ledger.put(
             commit_pk(commit.repository, commit.commit_id),
             "COMMIT",
@@ -100,25 +101,18 @@ class LineageRecorder:
             repository=commit.repository,
             branch=commit.branch,
             commit_id=commit.commit_id,
-            outcome="skipped",
-            reason=reason,
-            changed_paths=changed_paths[:50],
+            outcome=outcome,
+            **fields,
         )
+
+    def push_skipped(self, commit: CommitRef, reason: str, changed_paths: list[str]) -> None:
+        self._commit_record(commit, "skipped", reason=reason, changed_paths=changed_paths[:50])
 
     def execution_started(
         self, commit: CommitRef, execution_arn: str, display_name: str, parameters: dict[str, str]
     ) -> None:
         now = utc_now()
-        self.ledger.put(
-            commit_pk(commit.repository, commit.commit_id),
-            "COMMIT",
-            kind="commit",
-            repository=commit.repository,
-            branch=commit.branch,
-            commit_id=commit.commit_id,
-            outcome="started",
-            execution_arn=execution_arn,
-        )
+        self._commit_record(commit, "started", execution_arn=execution_arn)
         self.ledger.put(
             commit_pk(commit.repository, commit.commit_id),
             f"EXECUTION#{execution_arn}",
