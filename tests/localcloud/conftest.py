@@ -15,6 +15,19 @@ import pytest
 
 from localcloud.aws import EmbeddedAws
 
+#: The top-level fields of every event EventBridge delivers, as AWS documents them.
+EVENTBRIDGE_ENVELOPE = {
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+}
+
 
 @pytest.fixture(scope="session")
 def embedded_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedAws]:

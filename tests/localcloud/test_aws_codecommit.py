@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
+from tests.localcloud.conftest import EVENTBRIDGE_ENVELOPE
+
 PUSH = "CodeCommit Repository State Change"
 
 
@@ -38,17 +40,7 @@ def test_first_push_emits_reference_created_with_the_pushed_commit(repo, events)
     assert event["detail"]["referenceFullName"] == "refs/heads/main"
     assert event["detail"]["referenceType"] == "branch"
     assert event["detail"]["repositoryId"] == metadata["repositoryId"]
-    assert set(event) == {
-        "version",
-        "id",
-        "detail-type",
-        "source",
-        "account",
-        "time",
-        "region",
-        "resources",
-        "detail",
-    }
+    assert set(event) == EVENTBRIDGE_ENVELOPE
 
 
 def test_second_push_emits_reference_updated_with_old_and_new_commit(repo, events):

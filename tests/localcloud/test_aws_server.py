@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from localcloud.aws import AwsError, EmbeddedAws, RawResponse
+from tests.localcloud.conftest import EVENTBRIDGE_ENVELOPE
 
 
 def test_server_starts_fast_on_an_ephemeral_loopback_port(aws_session):
@@ -137,17 +138,7 @@ def test_emitted_events_reach_subscribers_and_moto_rules(client, embedded_aws, u
     # THEN local subscribers get it in EventBridge's shape, and moto routed it to the rule's target
     [delivered] = events.of("Thing Happened", n=1)
     assert delivered == event
-    assert set(event) == {
-        "version",
-        "id",
-        "detail-type",
-        "source",
-        "account",
-        "time",
-        "region",
-        "resources",
-        "detail",
-    }
+    assert set(event) == EVENTBRIDGE_ENVELOPE
     assert event["source"] == source and event["resources"] == ["arn:aws:x:us-east-1:123456789012:y"]
     messages = client("sqs").receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
     assert json.loads(messages[0]["Body"])["id"] == event["id"]
