@@ -215,9 +215,7 @@ class EventRouter:
             self.dead_letters.append((event, invocation))
 
     def matching_rules(self, event: dict[str, Any]) -> list[str]:
-        return [
-            f"{rule.function}/{rule.name}" for rule, pattern in self.rules if _matches(pattern, event)
-        ]
+        return [f"{rule.function}/{rule.name}" for rule, pattern in self.rules if _matches(pattern, event)]
 
     def route(self, event: dict[str, Any], wait: bool = False, timeout: float = 300.0) -> list[Invocation]:
         """Deliver one event to every function whose rule matches it; optionally wait for the results."""
