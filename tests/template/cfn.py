@@ -97,6 +97,8 @@ class Resolver:
     account: str = ACCOUNT
     region: str = REGION
     stack_name: str = STACK_NAME
+    # logical id -> the physical name (what Ref returns) a test gave that resource, e.g. a moto bucket
+    physical: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         params = self.template.get("Parameters", {})
@@ -128,6 +130,9 @@ class Resolver:
         kind = resources[name]["Type"]
         project = self.parameters["ProjectName"]
         arn = f"arn:aws:{{}}:{self.region}:{self.account}:{{}}"
+        if name in self.physical:
+            physical = self.physical[name]
+            return arn.format("sns", physical) if kind == "AWS::SNS::Topic" else physical
         refs = {
             "AWS::CodeCommit::Repository": lambda: f"{self.parameters['RepositoryName']}-id",
             "AWS::SageMaker::ModelPackageGroup": lambda: arn.format(
@@ -156,8 +161,24 @@ class Resolver:
         }
         if (name, attribute) in values:
             return values[(name, attribute)]
+        kind = self.template["Resources"][name]["Type"]
+        ref = str(self._ref(name))
+        regional = f"arn:aws:{{}}:{self.region}:{self.account}:{{}}"
+        # The ARN formats of the service authorization reference, built from the resource's Ref value.
+        arns = {
+            "AWS::S3::Bucket": f"arn:aws:s3:::{ref}",
+            "AWS::IAM::Role": f"arn:aws:iam::{self.account}:role/{ref}",
+            "AWS::DynamoDB::Table": regional.format("dynamodb", f"table/{ref}"),
+            "AWS::SQS::Queue": regional.format("sqs", ref.rsplit("/", 1)[-1]),
+            "AWS::CloudWatch::Alarm": regional.format("cloudwatch", f"alarm:{ref}"),
+            "AWS::KMS::Key": regional.format("kms", f"key/{ref}"),
+        }
         if attribute == "Arn":
-            return f"arn:aws:generic:{self.region}:{self.account}:{name}"
+            return arns.get(kind, f"arn:aws:generic:{self.region}:{self.account}:{name}")
+        if (kind, attribute) == ("AWS::SNS::Topic", "TopicName"):
+            return ref.rsplit(":", 1)[-1]
+        if (kind, attribute) == ("AWS::SQS::Queue", "QueueName"):
+            return ref.rsplit("/", 1)[-1]
         return f"{self.stack_name}-{name}-{attribute}"
 
     def _sub(self, text: str, variables: Mapping[str, Any]) -> str:

@@ -17,7 +17,7 @@ from orchestrator.clients import reset_clients
 from orchestrator.idempotency import reset_idempotency
 from orchestrator.settings import reset_settings
 from tests.events import load_event
-from tests.iam import is_allowed, recording_handler_calls
+from tests.iam import STACK_RESOURCES, Call, denied, recording_handler_calls
 from tests.unit.fakes import (
     REGION,
     FakeLineageStore,
@@ -32,9 +32,11 @@ BRANCH = "main"
 GROUP = "mlops-demo-models"
 PIPELINE = "mlops-demo-pipeline"
 ENDPOINT = "mlops-demo-endpoint"
-BUCKET = "mlops-demo-artifacts-123456789012"
-TABLE = "mlops-demo-ledger"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/mlops-demo-sagemaker"
+# The stack's resources under the names the IAM guard resolves the template's policies with.
+BUCKET = STACK_RESOURCES["ArtifactBucket"]
+TABLE = STACK_RESOURCES["LedgerTable"]
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/{STACK_RESOURCES['SageMakerExecutionRole']}"
+TOPIC = STACK_RESOURCES["NotificationTopic"]
 
 ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -44,6 +46,7 @@ ENVIRONMENT = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_DEV": "false",
     "AWS_LAMBDA_FUNCTION_NAME": "unit-test-function",
+    "PROJECT_NAME": "mlops-demo",
     "LEDGER_TABLE_NAME": TABLE,
     "REPOSITORY_NAME": REPOSITORY,
     "BRANCH_NAME": BRANCH,
@@ -105,12 +108,13 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def iam_allows_every_call() -> Iterator[list[tuple[str, str]]]:
-    """Every AWS call a handler makes in any of these tests must be allowed by its function's IAM policy."""
+def iam_allows_every_call() -> Iterator[list[Call]]:
+    """Every AWS call a handler makes in any of these tests must be allowed, action and resource, by its
+    function's IAM policy."""
     with recording_handler_calls() as calls:
         yield calls
-    denied = sorted({(folder, action) for folder, action in calls if not is_allowed(folder, action)})
-    assert not denied, f"template.yaml does not allow these calls: {denied}"
+    refused = denied(calls)
+    assert not refused, "template.yaml does not allow these calls:\n" + "\n".join(map(str, refused))
 
 
 @dataclass
@@ -185,7 +189,7 @@ def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cloud]:
             BillingMode="PAY_PER_REQUEST",
         )
         boto3.client("s3").create_bucket(Bucket=BUCKET)
-        topic_arn = boto3.client("sns").create_topic(Name="mlops-demo-notifications")["TopicArn"]
+        topic_arn = boto3.client("sns").create_topic(Name=TOPIC)["TopicArn"]
         sqs = boto3.client("sqs")
         queue_url = sqs.create_queue(QueueName="inbox")["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][

@@ -35,3 +35,27 @@ def test_lists_and_flags_are_parsed() -> None:
     settings = load_settings(PushSettings, {**ENVIRONMENT, "PIPELINE_CONFIG_PATHS": " a.yaml, ,conf/ "})
     assert settings.watched_paths == ("training_code", "a.yaml", "conf/")
     assert settings.stop_superseded_executions is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "accepted"),
+    [
+        # botocore sagemaker TrafficRoutingConfig.LinearStepSize: "Value must be 10-50% of the variant's
+        # total instance count"; CanarySize: "less than or equal to 50%".
+        ("DEPLOYMENT_LINEAR_STEP_PERCENT", "9", False),
+        ("DEPLOYMENT_LINEAR_STEP_PERCENT", "10", True),
+        ("DEPLOYMENT_LINEAR_STEP_PERCENT", "50", True),
+        ("DEPLOYMENT_LINEAR_STEP_PERCENT", "51", False),
+        ("DEPLOYMENT_CANARY_PERCENT", "50", True),
+        ("DEPLOYMENT_CANARY_PERCENT", "51", False),
+    ],
+)
+def test_traffic_steps_are_bounded_as_sagemaker_bounds_them(
+    variable: str, value: str, accepted: bool
+) -> None:
+    env = {**ENVIRONMENT, "DEPLOYMENT_STRATEGY": "linear", variable: value}
+    if accepted:
+        load_settings(DeploySettings, env)
+    else:
+        with pytest.raises(SettingsError, match=variable):
+            load_settings(DeploySettings, env)

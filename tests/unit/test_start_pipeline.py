@@ -293,7 +293,7 @@ def test_push_is_recorded_in_the_commit_lineage(cloud: Cloud, context: Any) -> N
     # THEN the run it started is there, and SageMaker lineage links the commit to the run
     assert [item["execution_arn"] for item in lineage["executions"]] == [run]
     assert (
-        f"commit-{commit}",
-        f"pipeline-execution-{run.rsplit('/', 1)[-1]}",
+        f"mlops-demo-commit-{commit}",
+        f"mlops-demo-pipeline-execution-{run.rsplit('/', 1)[-1]}",
         "ContributedTo",
     ) in cloud.lineage.chain()

@@ -233,8 +233,8 @@ def test_lineage_answers_both_questions_after_the_whole_loop(cloud: Cloud, conte
     run_id = run.rsplit("/", 1)[-1]
     config = chain["endpoint_config_name"]
     assert {
-        (f"commit-{commit}", f"pipeline-execution-{run_id}", "ContributedTo"),
-        (f"pipeline-execution-{run_id}", f"{GROUP}-v1", "Produced"),
-        (f"{GROUP}-v1", f"deploy-{config}", "ContributedTo"),
-        (f"deploy-{config}", config, "Produced"),
+        (f"mlops-demo-commit-{commit}", f"mlops-demo-pipeline-execution-{run_id}", "ContributedTo"),
+        (f"mlops-demo-pipeline-execution-{run_id}", f"{GROUP}-v1", "Produced"),
+        (f"{GROUP}-v1", f"mlops-demo-deploy-{config}", "ContributedTo"),
+        (f"mlops-demo-deploy-{config}", config, "Produced"),
     } <= cloud.lineage.chain()

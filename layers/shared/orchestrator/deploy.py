@@ -37,6 +37,11 @@ class DeployServices:
     ledger: Ledger
     notifier: Notifier
 
+    project: str
+
+    def lineage(self) -> LineageRecorder:
+        return LineageRecorder(self.ledger, self.sagemaker, self.project)
+
     @classmethod
     def from_settings(cls, settings: DeploySettings) -> DeployServices:
         return cls(
@@ -44,6 +49,7 @@ class DeployServices:
             S3Adapter(),
             Ledger(settings.ledger_table_name),
             Notifier(settings.notification_topic_arn),
+            settings.project_name,
         )
 
 
@@ -231,9 +237,7 @@ def deploy_to_endpoint(
     else:
         sagemaker.update_endpoint(plan.endpoint_name, plan.config_name, plan.deployment_config)
         action = "updated"
-    LineageRecorder(services.ledger, sagemaker).deployed_to_endpoint(
-        package, plan.endpoint_name, plan.config_name, config_arn, reason
-    )
+    services.lineage().deployed_to_endpoint(package, plan.endpoint_name, plan.config_name, config_arn, reason)
     metrics.add_metric(name="EndpointDeployments", unit="Count", value=1)
     logger.info(
         "endpoint deployment started",
@@ -276,9 +280,7 @@ def run_batch_transform(
             "TransformResources": {"InstanceType": settings.transform_instance_type, "InstanceCount": 1},
         }
     )
-    LineageRecorder(services.ledger, services.sagemaker).transform_started(
-        package, job, input_uri, output_uri
-    )
+    services.lineage().transform_started(package, job, input_uri, output_uri)
     metrics.add_metric(name="TransformJobsStarted", unit="Count", value=1)
     logger.info("transform job started", transform_job=job, package_arn=package.package_arn)
     return {"action": "created", "transform_job": job, "output_uri": output_uri}
@@ -394,7 +396,7 @@ def handle_package_event(
 
     def decide(_: dict[str, Any]) -> dict[str, Any]:
         package = read_package(description, event.time.isoformat(), active)
-        LineageRecorder(active.ledger, active.sagemaker).package_decided(package)
+        active.lineage().package_decided(package)
         if package.approval_status == "Approved":
             return deploy_approved(package, settings, active)
         return roll_back_rejected(package, settings, active)

@@ -32,16 +32,17 @@ from orchestrator.adapters.ledger import (
 )
 from orchestrator.adapters.sagemaker import SageMakerAdapter
 from orchestrator.domain import CommitRef, PackageLineage
-from orchestrator.naming import lineage_name
+from orchestrator.naming import bounded, lineage_name
 from orchestrator.observability import logger, metrics
 
 T = TypeVar("T")
 
 
 class LineageRecorder:
-    def __init__(self, ledger: Ledger, sagemaker: SageMakerAdapter) -> None:
+    def __init__(self, ledger: Ledger, sagemaker: SageMakerAdapter, project: str) -> None:
         self.ledger = ledger
         self.sagemaker = sagemaker
+        self.project = project
 
     # --- SageMaker lineage entities ----------------------------------------------------------------
     def _studio(self, what: str, write: Callable[[], T]) -> T | None:
@@ -58,7 +59,7 @@ class LineageRecorder:
         return self._studio(
             "commit context",
             lambda: self.sagemaker.ensure_context(
-                lineage_name("commit", commit.commit_id),
+                lineage_name(self.project, "commit", commit.commit_id),
                 "GitCommit",
                 f"codecommit://{commit.repository}/{commit.commit_id}",
                 {"repository": commit.repository, "branch": commit.branch, "commit": commit.commit_id},
@@ -69,7 +70,7 @@ class LineageRecorder:
         return self._studio(
             "execution action",
             lambda: self.sagemaker.ensure_action(
-                lineage_name("pipeline-execution", execution_arn.rsplit("/", 1)[-1]),
+                lineage_name(self.project, "pipeline-execution", execution_arn.rsplit("/", 1)[-1]),
                 "PipelineExecution",
                 execution_arn,
                 {"execution_arn": execution_arn},
@@ -80,7 +81,7 @@ class LineageRecorder:
         return self._studio(
             "package artifact",
             lambda: self.sagemaker.ensure_artifact(
-                lineage_name(package.group, f"v{package.version}"),
+                bounded(package.group, f"v{package.version}"),  # an artifact ARN has an id, not this name
                 "ModelPackage",
                 package.package_arn,
                 {"group": package.group, "version": str(package.version)},
@@ -225,7 +226,7 @@ class LineageRecorder:
         action = self._studio(
             "deployment action",
             lambda: self.sagemaker.ensure_action(
-                lineage_name("deploy", config_name),
+                lineage_name(self.project, "deploy", config_name),
                 "ModelDeployment",
                 f"endpoint/{endpoint}/{config_name}",
                 {"endpoint": endpoint, "reason": reason},

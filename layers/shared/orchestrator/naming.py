@@ -54,5 +54,8 @@ def branch_prefix(branch: str) -> str:
     return f"{slug(branch)[:60]}-"
 
 
-def lineage_name(kind: str, *parts: str, limit: int = 120) -> str:
-    return bounded(kind, *parts, limit=limit)
+def lineage_name(project: str, kind: str, *parts: str, limit: int = 120) -> str:
+    """<project>-<kind>-<parts>: the handlers' IAM allows Contexts and Actions named <ProjectName>-* only,
+    so the project prefix is never shortened (ContextName/ActionName: at most 120 characters)."""
+    head = f"{slug(project)}-"
+    return head + bounded(kind, *parts, limit=limit - len(head))

@@ -34,6 +34,11 @@ class PushServices:
     ledger: Ledger
     notifier: Notifier
 
+    project: str
+
+    def lineage(self) -> LineageRecorder:
+        return LineageRecorder(self.ledger, self.sagemaker, self.project)
+
     @classmethod
     def from_settings(cls, settings: PushSettings) -> PushServices:
         return cls(
@@ -42,6 +47,7 @@ class PushServices:
             SageMakerAdapter(),
             Ledger(settings.ledger_table_name),
             Notifier(settings.notification_topic_arn),
+            settings.project_name,
         )
 
 
@@ -148,7 +154,7 @@ def stop_superseded(
 
 def start_run(commit: CommitRef, settings: PushSettings, services: PushServices) -> dict[str, Any]:
     """The idempotent part: diff, package, upsert, supersede, start, record."""
-    lineage = LineageRecorder(services.ledger, services.sagemaker)
+    lineage = services.lineage()
     changed = services.codecommit.changed_paths(commit.repository, commit.commit_id, commit.old_commit_id)
     relevant = touches(changed, settings.watched_paths)
     if not relevant:

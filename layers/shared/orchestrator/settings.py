@@ -50,6 +50,8 @@ class _EnvSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=False)
 
     ledger_table_name: str = Field(alias="LEDGER_TABLE_NAME", min_length=3)
+    # The stack's ProjectName: every lineage Context and Action is named <project>-... (IAM scopes on it).
+    project_name: str = Field(alias="PROJECT_NAME", pattern=r"^[a-z][a-z0-9-]{0,29}$")
     notification_topic_arn: OptionalText = Field(default=None, alias="NOTIFICATION_TOPIC_ARN")
 
 
@@ -118,7 +120,8 @@ class DeploySettings(_EnvSettings):
         default=DeploymentStrategy.ALL_AT_ONCE, alias="DEPLOYMENT_STRATEGY"
     )
     canary_percent: int = Field(default=10, alias="DEPLOYMENT_CANARY_PERCENT", ge=1, le=50)
-    linear_step_percent: int = Field(default=20, alias="DEPLOYMENT_LINEAR_STEP_PERCENT", ge=1, le=50)
+    # botocore TrafficRoutingConfig: CanarySize "<= 50%", LinearStepSize "must be 10-50%" of the variant.
+    linear_step_percent: int = Field(default=20, alias="DEPLOYMENT_LINEAR_STEP_PERCENT", ge=10, le=50)
     traffic_wait_seconds: int = Field(default=300, alias="DEPLOYMENT_WAIT_SECONDS", ge=0, le=3600)
     termination_wait_seconds: int = Field(default=600, alias="DEPLOYMENT_TERMINATION_WAIT_SECONDS", ge=0)
     rollback_alarm_names: CommaList = Field(default=(), alias="ROLLBACK_ALARM_NAMES")

@@ -34,6 +34,11 @@ class TrackServices:
     notifier: Notifier
     autoscaling: AutoscalingAdapter
 
+    project: str
+
+    def lineage(self) -> LineageRecorder:
+        return LineageRecorder(self.ledger, self.sagemaker, self.project)
+
     @classmethod
     def from_settings(cls, settings: TrackSettings) -> TrackServices:
         return cls(
@@ -41,6 +46,7 @@ class TrackServices:
             Ledger(settings.ledger_table_name),
             Notifier(settings.notification_topic_arn),
             AutoscalingAdapter(),
+            settings.project_name,
         )
 
 
@@ -66,7 +72,7 @@ def track_execution(
 ) -> dict[str, Any]:
     detail = event.detail
     arn, status = detail.pipeline_execution_arn, detail.current_status
-    lineage = LineageRecorder(services.ledger, services.sagemaker)
+    lineage = services.lineage()
     commit = lineage.execution_commit(arn)
     if commit is None:  # started by someone else (console, CLI): the parameters still say which commit
         parameters = services.sagemaker.execution_parameters_if_known(arn)
@@ -126,7 +132,7 @@ def track_endpoint(
 ) -> dict[str, Any]:
     detail = event.detail
     name, status = detail.endpoint_name, detail.endpoint_status
-    lineage = LineageRecorder(services.ledger, services.sagemaker)
+    lineage = services.lineage()
     requested = lineage.endpoint_requested_config(name)
     lineage.endpoint_state(name, status, detail.endpoint_config_name, detail.failure_reason)
     result: dict[str, Any] = {"status": "recorded", "endpoint_name": name, "endpoint_status": status}
@@ -165,7 +171,7 @@ def track_transform(
     event: TransformJobStateEvent, settings: TrackSettings, services: TrackServices
 ) -> dict[str, Any]:
     detail = event.detail
-    lineage = LineageRecorder(services.ledger, services.sagemaker)
+    lineage = services.lineage()
     lineage.transform_state(detail.transform_job_name, detail.transform_job_status, detail.failure_reason)
     if detail.transform_job_status == "Failed":
         services.notifier.notify(
