@@ -29,7 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--test-dir", default="/opt/ml/processing/input/test")
     parser.add_argument("--output-dir", default="/opt/ml/processing/output/evaluation")
     parser.add_argument("--target-column", default="MEDV")
-    parser.add_argument("--failure-file", default="/opt/ml/output/failure")
+    # A processing container explains its exit in /opt/ml/output/message: DescribeProcessingJob returns its
+    # first KB as ExitMessage (sagemaker/latest/dg/byoc-metadata.html). /opt/ml/output/failure is the
+    # training containers' file; SageMaker does not read it for a processing job.
+    parser.add_argument("--message-file", default="/opt/ml/output/message")
     return parser.parse_args(argv)
 
 
@@ -159,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except EvaluationError as error:
-        failure_file = Path(args.failure_file)
-        failure_file.parent.mkdir(parents=True, exist_ok=True)
-        failure_file.write_text(str(error))
+        message_file = Path(args.message_file)
+        message_file.parent.mkdir(parents=True, exist_ok=True)
+        message_file.write_text(str(error), encoding="utf-8")
         LOGGER.error("evaluation failed: %s", error)
         return 1
     return 0

@@ -29,7 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--target-column", default="MEDV")
     parser.add_argument("--validation-fraction", type=float, default=0.15)
     parser.add_argument("--test-fraction", type=float, default=0.15)
-    parser.add_argument("--failure-file", default="/opt/ml/output/failure")
+    # A processing container explains its exit in /opt/ml/output/message: DescribeProcessingJob returns its
+    # first KB as ExitMessage (sagemaker/latest/dg/byoc-metadata.html). /opt/ml/output/failure is the
+    # training containers' file; SageMaker does not read it for a processing job.
+    parser.add_argument("--message-file", default="/opt/ml/output/message")
     parser.add_argument("--resource-config", default="/opt/ml/config/resourceconfig.json")
     return parser.parse_args(argv)
 
@@ -150,10 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except InputDataError as error:
-        # SageMaker shows the failure file's text as the job's FailureReason.
-        failure_file = Path(args.failure_file)
-        failure_file.parent.mkdir(parents=True, exist_ok=True)
-        failure_file.write_text(str(error))
+        message_file = Path(args.message_file)
+        message_file.parent.mkdir(parents=True, exist_ok=True)
+        message_file.write_text(str(error), encoding="utf-8")
         LOGGER.error("invalid input: %s", error)
         return 1
     return 0

@@ -599,10 +599,13 @@ class PipelineEngine:
         result = self._call_runner(self.runner.run_processing, name, request)
         status = str(getattr(result, "status", "Failed"))
         reason = getattr(result, "failure_reason", None) or (None if status == "Completed" else "job failed")
-        self._records.processing_finished(name, status, reason)
+        exit_message = getattr(result, "exit_message", None)
+        self._records.processing_finished(name, status, reason, exit_message)
         step.properties.update({"ProcessingJobStatus": status, "ProcessingEndTime": utcnow()})
         if reason:
-            step.properties.update({"FailureReason": reason, "ExitMessage": reason})
+            step.properties["FailureReason"] = reason
+        if exit_message is not None:
+            step.properties["ExitMessage"] = exit_message
         if status != "Completed":
             raise StepFailure(
                 f"ClientError: {reason}"

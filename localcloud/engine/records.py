@@ -39,13 +39,15 @@ class JobRecords:
         job.processing_end_time = None
         return str(job.arn)
 
-    def processing_finished(self, name: str, status: str, failure_reason: str | None) -> None:
+    def processing_finished(
+        self, name: str, status: str, failure_reason: str | None, exit_message: str | None
+    ) -> None:
         job = self.backend.processing_jobs[name]
         job.processing_job_status = status
         job.processing_end_time = job.last_modified_time = _now()
         if failure_reason:
             job.failure_reason = failure_reason[:1024]
-            job.exit_message = failure_reason[:1024]
+        job.exit_message = None if exit_message is None else exit_message[:1024]
 
     # training ----------------------------------------------------------------------------------
     def training_started(self, request: dict[str, Any], tuning_job_arn: str | None = None) -> str:

@@ -43,6 +43,7 @@ class JobResult:
     metric_series: dict[str, list[float]] = field(default_factory=dict)
     model_artifacts: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
+    exit_message: str | None = None  # processing jobs: DescribeProcessingJob's ExitMessage
 
     @property
     def succeeded(self) -> bool:
@@ -142,10 +143,28 @@ class JobRunner:
         codes = self._run_instances(specs, request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"))
         if len(hosts) > 1:
             _combine_logs([i.log_path for i in instances], hosts, log_path)
-        failure = _first_failure(instances, codes)
+        try:
+            exit_message = _exit_message(instances)
+        except UnicodeDecodeError:
+            return JobResult(
+                job_name,
+                FAILED,
+                start,
+                _now(),
+                log_path,
+                failure_reason="ClientError: /opt/ml/output/message is not UTF-8 encoded",
+            )
+        failure = _first_failure(instances, codes, failure_file=None)
         if failure is not None:
             return JobResult(
-                job_name, FAILED, start, _now(), log_path, failure_reason=failure[1], exit_code=failure[0]
+                job_name,
+                FAILED,
+                start,
+                _now(),
+                log_path,
+                failure_reason=failure[1],
+                exit_code=failure[0],
+                exit_message=exit_message,
             )
         outputs: dict[str, str] = {}
         try:
@@ -167,7 +186,16 @@ class JobRunner:
                 exit_code=0,
                 failure_reason=f"ClientError: uploading outputs failed: {error}",
             )
-        return JobResult(job_name, COMPLETED, start, _now(), log_path, exit_code=0, outputs=outputs)
+        return JobResult(
+            job_name,
+            COMPLETED,
+            start,
+            _now(),
+            log_path,
+            exit_code=0,
+            outputs=outputs,
+            exit_message=exit_message,
+        )
 
     def _processing_instance(
         self, job_name: str, request: dict[str, Any], inst: _Instance, index: int, hosts: list[str]
@@ -555,14 +583,33 @@ def parse_metrics(
     return final, series
 
 
-def _first_failure(instances: list[_Instance], codes: list[int]) -> tuple[int, str] | None:
+def _exit_message(instances: list[_Instance]) -> str | None:
+    """A processing container's /opt/ml/output/message, as ExitMessage reports it: "the first 1 KB of this
+    file"; several containers' messages are "concatenated, then truncated to 1 KB"; text that is not UTF-8
+    fails the job (docs.aws.amazon.com/sagemaker/latest/dg/byoc-metadata.html)."""
+    messages = [
+        (inst.root / "output" / "message").read_bytes().decode("utf-8")
+        for inst in instances
+        if (inst.root / "output" / "message").is_file()
+    ]
+    return "".join(messages)[:_FAILURE_REASON_LIMIT] if messages else None
+
+
+def _first_failure(
+    instances: list[_Instance], codes: list[int], failure_file: str | None = "failure"
+) -> tuple[int, str] | None:
+    """Why the first failed container failed. Training reads /opt/ml/output/failure into FailureReason
+    (your-algorithms-training-algo-output.html); processing has no such file (`failure_file=None`): its
+    message file becomes ExitMessage, and the job's FailureReason is the generic algorithm error."""
     for inst, code in zip(instances, codes, strict=True):
         if code == 0:
             continue
         if code == _EXIT_TIMED_OUT and _tail(inst.log_path, 1).startswith("MaxRuntimeInSeconds"):
             return code, "MaxRuntimeInSeconds exceeded: the job was stopped"
-        failure_file = inst.root / "output" / "failure"
-        message = failure_file.read_text(errors="replace").strip() if failure_file.is_file() else ""
+        message = ""
+        if failure_file is not None:
+            path = inst.root / "output" / failure_file
+            message = path.read_text(errors="replace").strip() if path.is_file() else ""
         if not message:
             message = f"ExecuteUserScriptError: exit code {code}: {_tail(inst.log_path, _LOG_TAIL_LINES)}"
         return code, f"AlgorithmError: {message}"[:_FAILURE_REASON_LIMIT]

@@ -306,31 +306,65 @@ def test_training_runs_the_program_like_the_tensorflow_toolkit_and_uploads_the_m
 
 FAILING_SCRIPT = """
 import pathlib, sys
-failure = pathlib.Path("/opt/ml/output/failure")
-if len(sys.argv) > 1:
-    failure = pathlib.Path(sys.argv[1])
-    failure.parent.mkdir(parents=True, exist_ok=True)
-    failure.write_text("column 'RM' in data.csv is not numeric")
+for path in sys.argv[1:]:
+    target = pathlib.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("column 'RM' in data.csv is not numeric")
 print("about to fail")
 raise SystemExit(1)
 """
 
 
-def test_failure_file_becomes_the_failure_reason(s3: Any, runner: JobRunner):
-    # GIVEN a script that writes the SageMaker failure file and exits 1
+def test_processing_message_file_becomes_the_exit_message(s3: Any, runner: JobRunner):
+    # GIVEN a processing script that writes /opt/ml/output/message (and the training-only failure file)
+    # and exits 1. AWS: "containers can write UTF-8 encoded text to the /opt/ml/output/message file ...
+    # the ExitMessage field in DescribeProcessingJob contains the first 1 KB of this file"
+    # (docs.aws.amazon.com/sagemaker/latest/dg/byoc-metadata.html).
     code = put(s3, "fail/code/script.py", FAILING_SCRIPT)
     request = processing_request(
-        code, arguments=["/opt/ml/output/failure"], outputs={"out": f"s3://{BUCKET}/fail/out"}
+        code,
+        arguments=["/opt/ml/output/message", "/opt/ml/output/failure"],
+        outputs={"out": f"s3://{BUCKET}/fail/out"},
     )
 
     # WHEN it runs
     result = runner.run_processing("failing-job", request)
 
-    # THEN the job failed with the file's message, as SageMaker reports it, and nothing was uploaded
+    # THEN the job failed, its exit message is the file's text, and nothing was uploaded
     assert result.status == "Failed"
-    assert result.failure_reason == "AlgorithmError: column 'RM' in data.csv is not numeric"
+    assert result.exit_message == "column 'RM' in data.csv is not numeric"
     assert result.exit_code == 1
     assert keys_under(s3, "fail/out/") == []
+    # AND the failure file, which SageMaker reads for training jobs only, is not the failure reason
+    assert result.failure_reason is not None
+    assert result.failure_reason.startswith("AlgorithmError: ExecuteUserScriptError: exit code 1")
+
+
+def test_processing_message_is_truncated_to_1_kb_and_kept_on_success(s3: Any, runner: JobRunner):
+    script = "import pathlib\npathlib.Path('/opt/ml/output/message').write_text('x' * 3000)\n"
+    request = processing_request(put(s3, "long/code/script.py", script))
+    result = runner.run_processing("long-message-job", request)
+    assert result.status == "Completed"
+    assert result.exit_message == "x" * 1024
+
+
+def test_training_failure_file_becomes_the_failure_reason(s3: Any, runner: JobRunner):
+    # GIVEN a training program that writes /opt/ml/output/failure: "SageMaker returns the first 1024
+    # characters from this file as FailureReason" (sagemaker/latest/dg/your-algorithms-training-algo-output)
+    program = (
+        "import pathlib\n"
+        "pathlib.Path('/opt/ml/output/failure').write_text('learning rate diverged')\n"
+        "raise SystemExit(2)\n"
+    )
+    submit = source_dir(s3, "tfail/code/sourcedir.tar.gz", {"train.py": program})
+    request = training_request(submit, {}, {}, f"s3://{BUCKET}/tfail/output")
+
+    # WHEN it runs
+    result = runner.run_training("failing-training-job", request)
+
+    # THEN the job's failure reason is the file's text
+    assert result.status == "Failed"
+    assert result.failure_reason == "AlgorithmError: learning rate diverged"
 
 
 def test_failure_without_failure_file_reports_the_last_log_lines(s3: Any, runner: JobRunner):

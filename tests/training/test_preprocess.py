@@ -13,7 +13,7 @@ from tests.training.conftest import SAMPLE_DATA, run_script
 
 def preprocess(input_dir: Path, output_dir: Path, tmp_path: Path, host: str | None = None, *extra: str):
     args = ["--input-dir", str(input_dir), "--output-dir", str(output_dir)]
-    args += ["--failure-file", str(tmp_path / "failure"), *extra]
+    args += ["--message-file", str(tmp_path / "message"), *extra]
     config = tmp_path / f"resourceconfig-{host}.json"
     if host:
         config.write_text(json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"]}))
@@ -122,9 +122,10 @@ def test_bad_input_fails_the_job_with_a_message_naming_file_and_column(
     # WHEN the preprocessing job runs
     result = preprocess(input_dir, tmp_path / "out", tmp_path)
 
-    # THEN it exits non-zero and SageMaker's failure file says what is wrong and where
+    # THEN it exits non-zero, and its exit message (/opt/ml/output/message: ExitMessage on SageMaker)
+    # says what is wrong and where
     assert result.returncode == 1
-    reason = (tmp_path / "failure").read_text()
+    reason = (tmp_path / "message").read_text()
     for fragment in expected:
         assert fragment in reason
     assert not (tmp_path / "out" / "train").exists()
@@ -140,4 +141,4 @@ def test_no_csv_in_input_is_reported(tmp_path: Path) -> None:
 
     # THEN the failure says there was no CSV
     assert result.returncode == 1
-    assert "no .csv file" in (tmp_path / "failure").read_text()
+    assert "no .csv file" in (tmp_path / "message").read_text()

@@ -46,7 +46,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     prep = run_script(
         "preprocess.py",
         *("--input-dir", str(tmp_path / "input"), "--output-dir", str(splits)),
-        *("--failure-file", str(tmp_path / "failure"), "--resource-config", str(tmp_path / "none.json")),
+        *("--message-file", str(tmp_path / "message"), "--resource-config", str(tmp_path / "none.json")),
     )
     assert prep.returncode == 0, prep.stderr
     training, model_dir = train_job(tmp_path, splits, "run1", *HYPER)
@@ -59,7 +59,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     evaluation = run_script(
         "evaluate.py",
         *("--model-dir", str(packed), "--test-dir", str(splits / "test")),
-        *("--output-dir", str(tmp_path / "evaluation"), "--failure-file", str(tmp_path / "eval-failure")),
+        *("--output-dir", str(tmp_path / "evaluation"), "--message-file", str(tmp_path / "eval-message")),
     )
     return {
         "tmp": tmp_path,
@@ -158,10 +158,10 @@ def test_evaluation_of_test_data_without_a_trained_column_fails_clearly(
     result = run_script(
         "evaluate.py",
         *("--model-dir", str(trained["model_dir"]), "--test-dir", str(test_dir)),
-        *("--output-dir", str(tmp_path / "out"), "--failure-file", str(tmp_path / "failure")),
+        *("--output-dir", str(tmp_path / "out"), "--message-file", str(tmp_path / "message")),
     )
 
-    # THEN it fails, and the failure reason names the missing column
+    # THEN it fails, and its exit message (ExitMessage on SageMaker) names the missing column
     assert result.returncode == 1
-    assert "'LSTAT'" in (tmp_path / "failure").read_text()
+    assert "'LSTAT'" in (tmp_path / "message").read_text()
     assert not (tmp_path / "out" / "evaluation.json").exists()

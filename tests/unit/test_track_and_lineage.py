@@ -70,6 +70,48 @@ def test_failed_run_notifies_naming_the_failed_step_and_reason(cloud: Cloud, con
     assert item is not None and item["status"] == "Failed"
 
 
+def test_failed_processing_step_is_explained_by_its_jobs_exit_message(cloud: Cloud, context: Any) -> None:
+    # GIVEN a run whose PreprocessData step failed: a processing container explains itself in
+    # /opt/ml/output/message, which DescribeProcessingJob returns as ExitMessage (sagemaker/latest/dg/
+    # byoc-metadata.html); the step's FailureReason does not carry it. moto's DescribeProcessingJob has no
+    # ExitMessage, so SageMaker's answer is stubbed with the request it expects.
+    job = "pipelines-p4jn9xou8a8s-PreprocessData-Ab12Cd34Ef"
+    job_arn = f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job.lower()}"
+    steps_of(
+        cloud,
+        EXECUTION,
+        [
+            {
+                "StepName": "PreprocessData",
+                "StepStatus": "Failed",
+                "FailureReason": "AlgorithmError: See job logs for more information",
+                "Metadata": {"ProcessingJob": {"Arn": job_arn}},
+            }
+        ],
+    )
+    describe = Expected("DescribeProcessingJob")
+    describe.add(
+        {
+            "ProcessingJobName": job.lower(),
+            "ProcessingJobStatus": "Failed",
+            "ExitMessage": "column 'RM' in housing.csv is not numeric (line 3: 'six')",
+            "FailureReason": "AlgorithmError: See job logs for more information",
+        },
+        {"ProcessingJobName": job.lower()},
+    )
+    cloud.apis.serve("sagemaker", "DescribeProcessingJob", describe)
+    cloud.apis.serve("sagemaker", "DescribePipelineExecution", lambda p: {})
+
+    # WHEN SageMaker reports the run Failed
+    result = track(load_event("pipeline_execution_failed"), context)
+
+    # THEN the notification names the bad column, from the job's exit message
+    assert result["failed_steps"][0]["exit_message"].startswith("column 'RM'")
+    [notification] = cloud.notifications()
+    assert "column 'RM' in housing.csv is not numeric" in notification["Message"]
+    assert describe.queue == []
+
+
 def test_redelivered_failure_event_notifies_once(cloud: Cloud, context: Any) -> None:
     # GIVEN a handled failure event
     steps_of(

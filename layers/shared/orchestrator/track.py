@@ -50,12 +50,31 @@ class TrackServices:
         )
 
 
-def failed_steps(steps: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [
-        {"step": str(step.get("StepName")), "reason": str(step.get("FailureReason") or "no reason given")}
-        for step in steps
-        if step.get("StepStatus") == "Failed"
-    ]
+def failed_steps(steps: list[dict[str, Any]], sagemaker: SageMakerAdapter) -> list[dict[str, str]]:
+    """Each failed step with its reason; a processing step adds its job's ExitMessage, which is where a
+    processing container explains its failure (/opt/ml/output/message; DescribeProcessingJob returns its
+    first KB: docs.aws.amazon.com/sagemaker/latest/dg/byoc-metadata.html). The step's own FailureReason
+    does not carry it."""
+    failed = []
+    for step in steps:
+        if step.get("StepStatus") != "Failed":
+            continue
+        entry = {
+            "step": str(step.get("StepName")),
+            "reason": str(step.get("FailureReason") or "no reason given"),
+        }
+        job_arn = ((step.get("Metadata") or {}).get("ProcessingJob") or {}).get("Arn")
+        if job_arn:
+            job = sagemaker.describe_processing_job(str(job_arn).rsplit("/", 1)[-1]) or {}
+            if job.get("ExitMessage"):
+                entry["exit_message"] = str(job["ExitMessage"])
+        failed.append(entry)
+    return failed
+
+
+def _explained(step: dict[str, str]) -> str:
+    message = step.get("exit_message")
+    return f"{message} ({step['reason']})" if message else step["reason"]
 
 
 def registered_packages(steps: list[dict[str, Any]]) -> list[str]:
@@ -81,7 +100,7 @@ def track_execution(
     result: dict[str, Any] = {"status": "recorded", "execution_arn": arn, "execution_status": status}
     failure = None
     if status == "Failed":
-        steps = failed_steps(services.sagemaker.execution_steps(arn))
+        steps = failed_steps(services.sagemaker.execution_steps(arn), services.sagemaker)
         execution = services.sagemaker.describe_execution(arn) or {}
         failure = {"failed_steps": steps, "execution_failure_reason": execution.get("FailureReason")}
         first = (
@@ -91,7 +110,7 @@ def track_execution(
         )
         services.notifier.notify(
             f"Pipeline run failed at {first['step']}",
-            f"Pipeline execution {arn} failed at step {first['step']}: {first['reason']}",
+            f"Pipeline execution {arn} failed at step {first['step']}: {_explained(first)}",
             execution_arn=arn,
             commit_id=commit.commit_id if commit else None,
             failed_steps=steps,

@@ -152,6 +152,9 @@ class SageMakerAdapter:
                 return summaries
             request["NextToken"] = page["NextToken"]
 
+    def describe_processing_job(self, name: str) -> dict[str, Any] | None:
+        return self._describe("describe_processing_job", ProcessingJobName=name)
+
     def describe_training_job(self, name: str) -> dict[str, Any] | None:
         return self._describe("describe_training_job", TrainingJobName=name)
 
