@@ -34,6 +34,7 @@ bootstrap: $(VENV)/.stamp .venv-synth/.stamp .venv-sam/.stamp
 
 synth: .venv-synth/.stamp
 	$(SYNTH_PY) -m orchestrator.pipeline_builder --output layers/shared/orchestrator/pipeline_definition.json
+	$(SYNTH_PY) -m orchestrator.image_registry --template template.yaml
 
 test: bootstrap
 	$(PY) -m pytest -q tests

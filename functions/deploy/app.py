@@ -1,4 +1,5 @@
-"""DeployFunction: an approved package of our group is deployed; a rejected live package is rolled back."""
+"""DeployFunction: an approved package of our group is deployed; a rejected live package is rolled back; a
+decision kept while the endpoint was updating is carried out once it is back InService."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from orchestrator.deploy import handle_package_event
-from orchestrator.events import ModelPackageStateEvent
+from orchestrator.deploy import handle_endpoint_event, handle_package_event
+from orchestrator.events import EndpointStateEvent, ModelPackageStateEvent
 from orchestrator.intake import Ignored, parse_event
 from orchestrator.observability import instrumented
 from orchestrator.settings import deploy_settings
@@ -16,6 +17,11 @@ from orchestrator.settings import deploy_settings
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = deploy_settings()
+    if isinstance(event, dict) and event.get("detail-type") == "SageMaker Endpoint State Change":
+        endpoint_event = parse_event(event, EndpointStateEvent)
+        if isinstance(endpoint_event, Ignored):
+            return endpoint_event.as_response()
+        return handle_endpoint_event(endpoint_event, settings, context)
     decision = parse_event(event, ModelPackageStateEvent)
     if isinstance(decision, Ignored):
         return decision.as_response()

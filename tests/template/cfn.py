@@ -62,6 +62,7 @@ for _tag in (
     "ImportValue",
     "GetAZs",
     "Base64",
+    "Contains",
 ):
     _TemplateLoader.add_constructor(f"!{_tag}", _make_constructor(f"Fn::{_tag}"))
 
@@ -115,8 +116,15 @@ class Resolver:
             "AWS::StackName": self.stack_name,
             "AWS::NoValue": None,
         }
-        conditions = self.template.get("Conditions", {})
-        self.conditions = {name: self.resolve(expr) for name, expr in conditions.items()}
+        self.conditions: dict[str, Any] = {}
+        for name in self.template.get("Conditions", {}):
+            self._condition(name)
+
+    def _condition(self, name: str) -> Any:
+        """A condition's value; one may name another (!Condition), so each is evaluated on first use."""
+        if name not in self.conditions:
+            self.conditions[name] = self.resolve(self.template["Conditions"][name])
+        return self.conditions[name]
 
     # -- what AWS would return for Ref / GetAtt of our resources
     def _ref(self, name: str) -> Any:
@@ -199,14 +207,16 @@ class Resolver:
         if fn is None:
             if isinstance(node, Mapping):
                 return {k: self.resolve(v) for k, v in node.items()}
-            if isinstance(node, list):
-                return [self.resolve(v) for v in node]
+            if isinstance(
+                node, list
+            ):  # an item that resolves to AWS::NoValue is removed, as CloudFormation does
+                return [value for value in (self.resolve(v) for v in node) if value is not None]
             return node
         name, value = fn.name, fn.value
         if name == "Ref":
             return self._ref(value)
         if name == "Condition":
-            return self.conditions[value]
+            return self._condition(value)
         if name == "Fn::GetAtt":
             return self._get_att(value[0], value[1])
         if name == "Fn::Sub":
@@ -216,7 +226,7 @@ class Resolver:
             return self._sub(text, {k: self.resolve(v) for k, v in variables.items()})
         if name == "Fn::If":
             condition, if_true, if_false = value
-            return self.resolve(if_true if self.conditions[condition] else if_false)
+            return self.resolve(if_true if self._condition(condition) else if_false)
         if name == "Fn::Equals":
             left, right = (self.resolve(v) for v in value)
             return str(left) == str(right)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from typing import Any
 
@@ -32,12 +33,19 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def _allow_statements(template: dict[str, Any], resolver: Resolver) -> list[tuple[str, dict[str, Any]]]:
+    """(owner, statement) of every Allow statement a role or function has, where its condition holds; a
+    role's separate AWS::IAM::RolePolicy counts as the role's."""
     found: list[tuple[str, dict[str, Any]]] = []
     for logical_id, resource in template["Resources"].items():
         props = resource.get("Properties", {})
+        if "Condition" in resource and not resolver.conditions[resource["Condition"]]:
+            continue
         documents: list[Any] = []
         if resource["Type"] == "AWS::IAM::Role":
             documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        elif resource["Type"] == "AWS::IAM::RolePolicy":
+            logical_id = props["RoleName"].value  # !Ref <role>: the statements are that role's
+            documents = [props["PolicyDocument"]]
         elif resource["Type"] == "AWS::Serverless::Function":
             documents = [p for p in props.get("Policies", []) if isinstance(p, dict) and "Statement" in p]
         for document in documents:
@@ -185,3 +193,147 @@ def test_deployment_guard_alarms_watch_the_endpoint() -> None:
     for alarm in alarms.values():
         assert {"Name": "EndpointName", "Value": "mlops-demo-endpoint"} in alarm["Dimensions"]
         assert alarm["Namespace"] == "AWS/SageMaker"
+
+
+def _grants(owner: str, action: str, resource: str, statements: list[tuple[str, dict[str, Any]]]) -> bool:
+    return any(
+        who == owner
+        and any(fnmatch.fnmatchcase(action, a) for a in _as_list(s["Action"]))
+        and any(fnmatch.fnmatchcase(resource, r) for r in _as_list(s["Resource"]))
+        for who, s in statements
+    )
+
+
+def test_every_alarm_can_publish_to_the_encrypted_topic() -> None:
+    # CloudWatch needs kms:Decrypt and kms:GenerateDataKey* on the topic's key, granted by the key policy;
+    # the AWS-managed alias/aws/sns key's policy can't grant it (SNS developer guide, "Configure AWS KMS
+    # permissions for AWS services"; re:Post: "CloudWatch Alarms does not have authorization to access the
+    # SNS topic encryption key").
+    topic_arn = RESOLVER.resolve({"Ref": "NotificationTopic"})
+    key_id = TEMPLATE["Resources"]["NotificationTopic"]["Properties"]["KmsMasterKeyId"]
+    assert not str(RESOLVER.resolve(key_id)).startswith("alias/aws/")
+    key = TEMPLATE["Resources"][key_id.value]
+    assert key["Type"] == "AWS::KMS::Key" and key["Properties"]["EnableKeyRotation"] is True
+    key_policy = RESOLVER.resolve(key["Properties"]["KeyPolicy"])["Statement"]
+
+    def key_allows(service: str, action: str) -> bool:
+        return any(
+            s["Effect"] == "Allow"
+            and service in _as_list(s["Principal"].get("Service", []))
+            and any(fnmatch.fnmatchcase(action, a) for a in _as_list(s["Action"]))
+            for s in key_policy
+        )
+
+    alarms = [k for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
+    assert len(alarms) == 3
+    for alarm in alarms:
+        assert _props(alarm)["AlarmActions"] == [topic_arn], alarm
+    for action in ("kms:Decrypt", "kms:GenerateDataKey"):
+        assert key_allows("cloudwatch.amazonaws.com", action)
+        assert key_allows("events.amazonaws.com", action)
+
+
+@pytest.mark.parametrize("function_id", ["StartPipelineFunction", "TrackFunction", "DeployFunction"])
+def test_every_publisher_may_use_the_topic_key(function_id: str) -> None:
+    # "the publisher must have kms:GenerateDataKey* and kms:Decrypt permissions on the key"
+    # (SNS developer guide, sns-key-management)
+    key_arn = RESOLVER.resolve({"Fn::GetAtt": ["NotificationKey", "Arn"]})
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert _grants(function_id, action, key_arn, ALLOWS), (function_id, action)
+
+
+def test_no_function_reserves_concurrency() -> None:
+    # Lambda keeps a minimum of unreserved concurrency ("at least 100", less on new accounts with a reduced
+    # quota: PutFunctionConcurrency), so a reservation fails stack creation there; deployments are
+    # serialized by a lease on the ledger instead (orchestrator.deploy).
+    for function_id, function in functions(TEMPLATE).items():
+        assert "ReservedConcurrentExecutions" not in function["Properties"], function_id
+
+
+def test_the_execution_role_passes_itself_by_arn_only() -> None:
+    role_arn = RESOLVER.resolve({"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]})
+    passes = [
+        s
+        for owner, s in ALLOWS
+        if owner == "SageMakerExecutionRole" and "iam:PassRole" in _as_list(s["Action"])
+    ]
+    assert [s["Resource"] for s in passes] == [role_arn]
+
+
+def test_buckets_named_by_the_data_parameters_are_granted_to_the_execution_role() -> None:
+    # GIVEN the stack deployed with data and batch URIs outside the artifact bucket
+    resolver = Resolver(
+        TEMPLATE,
+        overrides={
+            "InputDataUri": "s3://shared-datasets/housing/",
+            "BatchInputUri": "s3://scoring-in/daily/",
+            "BatchOutputUri": "s3://scoring-out/results/",
+        },
+    )
+    statements = _allow_statements(TEMPLATE, resolver)
+    role = "SageMakerExecutionRole"
+    # THEN the role reads the input and batch prefixes, lists their buckets and writes the output prefix
+    assert _grants(role, "s3:GetObject", "arn:aws:s3:::shared-datasets/housing/part-1.csv", statements)
+    assert _grants(role, "s3:ListBucket", "arn:aws:s3:::shared-datasets", statements)
+    assert _grants(role, "s3:GetObject", "arn:aws:s3:::scoring-in/daily/rows.csv", statements)
+    assert _grants(role, "s3:PutObject", "arn:aws:s3:::scoring-out/results/job/rows.csv.out", statements)
+    # AND nothing beyond them: another prefix, or a bucket whose name only starts the same
+    assert not _grants(role, "s3:GetObject", "arn:aws:s3:::shared-datasets/secrets/x.csv", statements)
+    assert not _grants(role, "s3:GetObject", "arn:aws:s3:::shared-datasets-2/housing/x.csv", statements)
+    assert not _grants(role, "s3:PutObject", "arn:aws:s3:::scoring-in/daily/rows.csv", statements)
+    # AND with the defaults (the artifact bucket) no such policy exists
+    assert not any(s.get("Sid") == "ReadInputData" for _, s in ALLOWS)
+
+
+@pytest.mark.parametrize("name", ["InputDataUri", "BatchInputUri", "BatchOutputUri"])
+def test_data_uri_parameters_name_a_bucket_and_a_prefix(name: str) -> None:
+    pattern = TEMPLATE["Parameters"][name]["AllowedPattern"]
+    assert re.fullmatch(pattern, "") and re.fullmatch(pattern, "s3://shared-datasets/housing/")
+    # a bare bucket would turn the policy's "<bucket>*" into a grant on every bucket named alike
+    assert not re.fullmatch(pattern, "s3://shared-datasets")
+    assert not re.fullmatch(pattern, "https://shared-datasets/housing/")
+
+
+def _rule_holds(region: str, overrides: dict[str, str] | None = None) -> bool:
+    """The template's Rules evaluated as CloudFormation does before creating anything (Fn::Contains,
+    Fn::Equals, Fn::Or; RuleCondition gates the assertions)."""
+    resolver = Resolver(TEMPLATE, overrides=overrides or {}, region=region)
+    for rule in TEMPLATE["Rules"].values():
+        if not resolver.resolve(rule.get("RuleCondition", True)):
+            continue
+        for assertion in rule["Assertions"]:
+            listed, value = (resolver.resolve(v) for v in assertion["Assert"].value)
+            if value not in listed:
+                return False
+    return True
+
+
+def test_a_region_without_the_default_images_is_refused_before_anything_is_created() -> None:
+    # The SDK's image data (sagemaker/image_uri_config/tensorflow.json) puts TensorFlow in eu-south-1 and
+    # ap-northeast-3 under accounts other than 763104351884; ImageRegistry carries them.
+    registry = TEMPLATE["Mappings"]["ImageRegistry"]
+    assert registry["eu-south-1"]["TensorflowTraining"] == "692866216735"
+    assert registry["ap-northeast-3"]["TensorflowInference"] == "364406365360"
+    assert _rule_holds("us-east-1") and _rule_holds("eu-south-1")
+    # a region SageMaker has no default images in (the SDK lists none for ap-southeast-7)
+    assert "ap-southeast-7" not in registry
+    assert not _rule_holds("ap-southeast-7")
+    # images of the user's own make any region acceptable
+    own = {
+        "ProcessingImageUri": "111122223333.dkr.ecr.ap-southeast-7.amazonaws.com/prep:1",
+        "TrainingImageUri": "111122223333.dkr.ecr.ap-southeast-7.amazonaws.com/train:1",
+        "InferenceImageUri": "111122223333.dkr.ecr.ap-southeast-7.amazonaws.com/serve:1",
+    }
+    assert _rule_holds("ap-southeast-7", own)
+    assert not _rule_holds("ap-southeast-7", {**own, "InferenceImageUri": ""})
+    # AND the rule lists exactly the regions the mapping holds
+    [assertion] = TEMPLATE["Rules"]["DefaultImagesExistInThisRegion"]["Assertions"]
+    assert sorted(assertion["Assert"].value[0]) == sorted(registry)
+
+
+def test_default_image_uris_use_the_regions_own_registry() -> None:
+    env = Resolver(TEMPLATE, region="eu-south-1").resolve(TEMPLATE["Globals"]["Function"]["Environment"])
+    variables = env["Variables"]
+    assert variables["TRAINING_IMAGE_URI"].startswith("692866216735.dkr.ecr.eu-south-1.")
+    assert variables["INFERENCE_IMAGE_URI"].startswith("692866216735.dkr.ecr.eu-south-1.")
+    assert variables["PROCESSING_IMAGE_URI"].startswith("978288397137.dkr.ecr.eu-south-1.")

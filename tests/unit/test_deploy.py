@@ -7,7 +7,6 @@ from typing import Any
 import pytest
 
 from functions.deploy.app import lambda_handler
-from orchestrator.errors import EndpointBusyError
 from tests.events import load_event
 from tests.unit.conftest import (
     BUCKET,
@@ -156,22 +155,122 @@ def test_new_approval_updates_blue_green_with_the_configured_strategy_and_alarms
     assert serving_package(cloud) == v2
 
 
-def test_endpoint_mid_update_is_left_alone_and_the_event_retried(cloud: Cloud, context: Any) -> None:
-    # GIVEN the endpoint is being updated
+def endpoint_event(status: str = "IN_SERVICE") -> dict[str, Any]:
+    """SageMaker's endpoint state change for our endpoint (events/endpoint_in_service.json)."""
+    event = load_event("endpoint_in_service")
+    event["detail"]["EndpointStatus"] = status
+    return event
+
+
+def test_decisions_that_arrive_during_a_long_rollout_are_kept_and_the_latest_carried_out(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 is live and a blue/green update keeps the endpoint Updating far longer than Lambda retries
+    # an asynchronous event (2 retries, 1 then 2 minutes: Lambda developer guide, invocation-async-retain)
     lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
     moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
-    v2 = package(cloud, 2)
-    event = decide(cloud, v2, "Approved")
+    v2, v3 = package(cloud, 2), package(cloud, 3)
 
-    # WHEN v2 is approved THEN the handler raises a retryable error and does not touch the endpoint
-    with pytest.raises(EndpointBusyError):
-        lambda_handler(event, context)
+    # WHEN v2 and then v3 are approved meanwhile, each event delivered twice
+    results = []
+    for arn in (v2, v3):
+        event = decide(cloud, arn, "Approved")
+        results += [lambda_handler(event, context), lambda_handler(event, context)]
+
+    # THEN no handler failed (nothing for Lambda to retry and drop), and the endpoint was left alone
+    assert [r["endpoint"]["action"] for r in results] == ["deferred"] * 4
     assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
 
-    # AND once the endpoint is in service, the retried event deploys v2
+    # WHEN the endpoint is back in service (its state change event, delivered twice)
     moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "InService"
-    assert lambda_handler(event, context)["endpoint"]["action"] == "updated"
+    first = lambda_handler(endpoint_event(), context)
+    second = lambda_handler(endpoint_event(), context)
+
+    # THEN the later decision, v3, was deployed once; v2 was superseded by it
+    assert first["status"] == "resumed" and first["package_arn"] == v3
+    assert first["result"]["action"] == "updated"
+    assert second == {"status": "nothing-pending", "endpoint_name": ENDPOINT}
+    assert len(cloud.apis.calls["sagemaker.UpdateEndpoint"]) == 1
+    assert serving_package(cloud) == v3
+
+
+def test_rejecting_the_package_being_rolled_out_rolls_back_once_it_is_in_service(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 approved and live, then v2 approved and deployed (the update finished in the fake)
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    lambda_handler(decide(cloud, v2, "Approved"), context)
     assert serving_package(cloud) == v2
+    # AND a new update is rolling (the endpoint Updating)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
+
+    # WHEN v2 is rejected mid-rollout
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+
+    # THEN the rejection is kept, not dropped as "not live"
+    assert result["endpoint"]["action"] == "deferred"
+    # AND once in service, the endpoint rolls back to v1
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "InService"
+    resumed = lambda_handler(endpoint_event(), context)
+    assert resumed["status"] == "resumed" and resumed["result"]["rollback_package_arn"] == v1
+    assert serving_package(cloud) == v1
+
+
+def test_a_late_event_of_an_earlier_approval_never_undoes_a_later_one(cloud: Cloud, context: Any) -> None:
+    # GIVEN v2 and then v3 approved, but v3's event handled first (EventBridge does not keep order)
+    v2, v3 = package(cloud, 2), package(cloud, 3)
+    early = decide(cloud, v2, "Approved")
+    late = decide(cloud, v3, "Approved")
+    lambda_handler(late, context)
+    assert serving_package(cloud) == v3
+
+    # WHEN v2's approval event arrives afterwards
+    result = lambda_handler(early, context)
+
+    # THEN nothing changes: v3, the later decision, keeps serving
+    assert result["endpoint"] == {
+        "action": "none",
+        "reason": "superseded-by-a-later-decision",
+        "endpoint_name": ENDPOINT,
+    }
+    assert serving_package(cloud) == v3
+
+
+def test_a_decision_waits_while_another_invocation_holds_the_endpoint(cloud: Cloud, context: Any) -> None:
+    # GIVEN another invocation holds the endpoint's lease (a conditional write on the ledger)
+    from orchestrator.adapters.ledger import Ledger
+    from tests.unit.conftest import TABLE
+
+    ledger = Ledger(TABLE)
+    assert ledger.acquire_lease(f"ENDPOINT#{ENDPOINT}", "other-invocation", 300)
+    v1 = package(cloud, 1)
+
+    # WHEN v1 is approved THEN it is kept, and the endpoint not created
+    assert lambda_handler(decide(cloud, v1, "Approved"), context)["endpoint"]["action"] == "deferred"
+    assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
+    # AND the near miss: the same owner may take its own lease again, another may not
+    assert ledger.acquire_lease(f"ENDPOINT#{ENDPOINT}", "other-invocation", 300)
+    assert not ledger.acquire_lease(f"ENDPOINT#{ENDPOINT}", "third-invocation", 300)
+
+    # WHEN the holder releases it and its deployment's endpoint event arrives
+    ledger.release_lease(f"ENDPOINT#{ENDPOINT}", "other-invocation")
+    resumed = lambda_handler(endpoint_event(), context)
+
+    # THEN v1 is deployed
+    assert resumed["result"]["action"] == "created"
+    assert serving_package(cloud) == v1
+
+
+def test_an_expired_lease_does_not_block_deployments(cloud: Cloud, context: Any) -> None:
+    from orchestrator.adapters.ledger import Ledger
+    from tests.unit.conftest import TABLE
+
+    # GIVEN an invocation that died holding the lease, which has expired since
+    assert Ledger(TABLE).acquire_lease(f"ENDPOINT#{ENDPOINT}", "dead-invocation", -1)
+    # WHEN a package is approved THEN it deploys
+    result = lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    assert result["endpoint"]["action"] == "created"
 
 
 def test_batch_target_creates_the_transform_job_once(

@@ -5,20 +5,22 @@ The event only says that something changed; what to do is decided from DescribeM
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from orchestrator.adapters import error_code
-from orchestrator.adapters.ledger import Ledger
+from orchestrator.adapters.ledger import Ledger, endpoint_pk
 from orchestrator.adapters.notifier import Notifier
 from orchestrator.adapters.s3 import S3Adapter
 from orchestrator.adapters.sagemaker import SageMakerAdapter
 from orchestrator.clients import own_account_id
-from orchestrator.domain import EndpointDeployment, PackageLineage
+from orchestrator.domain import Decision, EndpointDeployment, PackageLineage
 from orchestrator.errors import EndpointBusyError
-from orchestrator.events import ModelPackageStateEvent, canonical_status
+from orchestrator.events import EndpointStateEvent, ModelPackageStateEvent, canonical_status
 from orchestrator.idempotency import run_once
 from orchestrator.intake import ignore
 from orchestrator.lineage import LineageRecorder
@@ -286,16 +288,13 @@ def run_batch_transform(
     return {"action": "created", "transform_job": job, "output_uri": output_uri}
 
 
-# --- decisions --------------------------------------------------------------------------------------
-def deploy_approved(
-    package: PackageLineage, settings: DeploySettings, services: DeployServices
-) -> dict[str, Any]:
-    result: dict[str, Any] = {"status": "deployed", "package_arn": package.package_arn}
-    if settings.deploys_endpoint:
-        result["endpoint"] = deploy_to_endpoint(package, settings, services, reason="approved")
-    if settings.deploys_batch:
-        result["batch"] = run_batch_transform(package, settings, services)
-    return result
+# --- decisions ---------------------------------------------------------------------------------------
+# The endpoint takes one decision at a time. A decision that finds it updating, or another invocation
+# deploying, is kept in the ledger (ENDPOINT#<name>/PENDING, the newest decision wins) and carried out when
+# the endpoint is InService again: on its "SageMaker Endpoint State Change" event, or at the end of the
+# invocation that held the endpoint. Decisions are ordered by when SageMaker recorded them, so an event
+# that arrives late never undoes a later decision.
+LEASE_SECONDS = 330  # the function's 300 s timeout, and a margin
 
 
 def roll_back_rejected(
@@ -303,8 +302,6 @@ def roll_back_rejected(
 ) -> dict[str, Any]:
     """A rejected package that is live is replaced by the newest other Approved package of the group."""
     result: dict[str, Any] = {"status": "recorded", "package_arn": package.package_arn, "action": "none"}
-    if not settings.deploys_endpoint:
-        return result | {"reason": "no-endpoint-target"}
     live = live_package_arn(services.sagemaker, str(settings.endpoint_name))
     if live is None or live.lower() != package.package_arn.lower():
         logger.info(
@@ -347,6 +344,113 @@ def roll_back_rejected(
     }
 
 
+def _endpoint_work(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices
+) -> dict[str, Any]:
+    if package.approval_status == "Approved":
+        return deploy_to_endpoint(package, settings, services, reason="approved")
+    return roll_back_rejected(package, settings, services)
+
+
+def defer(decision: Decision, settings: DeploySettings, services: DeployServices, why: str) -> dict[str, Any]:
+    """Keep the decision until the endpoint can take it; an older one than the kept decision is dropped."""
+    endpoint = str(settings.endpoint_name)
+    kept = services.ledger.put_if_not_older(
+        endpoint_pk(endpoint),
+        "PENDING",
+        "decided_at",
+        kind="pending-decision",
+        reason=why,
+        **asdict(decision),
+    )
+    logger.info(
+        "decision deferred until the endpoint is in service"
+        if kept
+        else "decision superseded by a later one",
+        endpoint_name=endpoint,
+        package_arn=decision.package_arn,
+        approval_status=decision.approval_status,
+        reason=why,
+    )
+    metrics.add_metric(name="DecisionsDeferred" if kept else "DecisionsSuperseded", unit="Count", value=1)
+    return {
+        "action": "deferred" if kept else "none",
+        "reason": why if kept else "superseded-by-a-later-decision",
+        "endpoint_name": endpoint,
+    }
+
+
+def carry_out(
+    decision: Decision,
+    package: PackageLineage,
+    settings: DeploySettings,
+    services: DeployServices,
+    owner: str,
+) -> dict[str, Any]:
+    """Act on the endpoint for `decision` while holding its lease, or defer it."""
+    endpoint = str(settings.endpoint_name)
+    pk = endpoint_pk(endpoint)
+    if not services.ledger.acquire_lease(pk, owner, LEASE_SECONDS):
+        return defer(decision, settings, services, "another deployment holds the endpoint")
+    try:
+        described = services.sagemaker.describe_endpoint(endpoint)
+        status = canonical_status(str((described or {}).get("EndpointStatus", "")))
+        if status in BUSY:
+            return defer(decision, settings, services, f"endpoint is {status}")
+        if not services.ledger.put_if_not_older(
+            pk, "LAST_DECISION", "decided_at", kind="last-decision", **asdict(decision)
+        ):
+            logger.warning(
+                "decision superseded by a later one already carried out",
+                endpoint_name=endpoint,
+                package_arn=decision.package_arn,
+                decided_at=decision.decided_at,
+            )
+            metrics.add_metric(name="DecisionsSuperseded", unit="Count", value=1)
+            return {"action": "none", "reason": "superseded-by-a-later-decision", "endpoint_name": endpoint}
+        # a pending decision older than this one is outdated by it
+        services.ledger.delete_if_not_newer(pk, "PENDING", "decided_at", decision.decided_at)
+        return _endpoint_work(package, settings, services)
+    except EndpointBusyError as busy:
+        return defer(decision, settings, services, str(busy))
+    finally:
+        services.ledger.release_lease(pk, owner)
+
+
+def resume_pending(settings: DeploySettings, services: DeployServices, owner: str) -> dict[str, Any] | None:
+    """Carry out the decision kept for the endpoint, if any and if SageMaker still says the same."""
+    endpoint = str(settings.endpoint_name)
+    pending = services.ledger.get(endpoint_pk(endpoint), "PENDING")
+    if pending is None:
+        return None
+    decision = Decision(
+        str(pending["package_arn"]),
+        str(pending["approval_status"]),
+        str(pending["decided_at"]),
+        str(pending["event_id"]),
+    )
+    description = services.sagemaker.describe_model_package(decision.package_arn)
+    if description is None or description.get("ModelApprovalStatus") != decision.approval_status:
+        services.ledger.delete_if(endpoint_pk(endpoint), "PENDING", "event_id", decision.event_id)
+        logger.warning(
+            "pending decision dropped: the package has changed since",
+            package_arn=decision.package_arn,
+            pending_status=decision.approval_status,
+            actual_status=None if description is None else description.get("ModelApprovalStatus"),
+        )
+        return {"action": "none", "reason": "package-changed-since", "package_arn": decision.package_arn}
+    package = read_package(description, decision.decided_at, services)
+    result = carry_out(decision, package, settings, services, owner)
+    if result.get("action") != "deferred":
+        services.ledger.delete_if(endpoint_pk(endpoint), "PENDING", "event_id", decision.event_id)
+    logger.info("pending decision handled", package_arn=decision.package_arn, result=result)
+    return {
+        "package_arn": decision.package_arn,
+        "approval_status": decision.approval_status,
+        "result": result,
+    }
+
+
 def verification_failure(
     description: dict[str, Any] | None, event: ModelPackageStateEvent, settings: DeploySettings, account: str
 ) -> dict[str, Any] | None:
@@ -369,13 +473,20 @@ def verification_failure(
     return None
 
 
+def decided_at(description: dict[str, Any], fallback: datetime) -> str:
+    """When SageMaker recorded the package's current status (LastModifiedTime), in UTC to the millisecond."""
+    modified = description.get("LastModifiedTime")
+    moment = modified if isinstance(modified, datetime) else fallback
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
 def handle_package_event(
     event: ModelPackageStateEvent,
     settings: DeploySettings,
     context: Any = None,
     services: DeployServices | None = None,
 ) -> dict[str, Any]:
-    """Entry point of the deploy handler."""
+    """Entry point of the deploy handler for a package decision."""
     detail, account = event.detail, own_account_id()
     if event.account != account or detail.account != account:
         return ignore(
@@ -392,29 +503,74 @@ def handle_package_event(
         return ignore(
             package_arn=detail.model_package_arn, **(refusal or {"reason": "package-not-found"})
         ).as_response()
-    modified = str(description.get("LastModifiedTime") or event.time)
+    decision = Decision(
+        detail.model_package_arn, detail.model_approval_status, decided_at(description, event.time), event.id
+    )
+    owner = invocation_id(context)
 
     def decide(_: dict[str, Any]) -> dict[str, Any]:
         package = read_package(description, event.time.isoformat(), active)
         active.lineage().package_decided(package)
+        result: dict[str, Any] = {"package_arn": package.package_arn}
         if package.approval_status == "Approved":
-            return deploy_approved(package, settings, active)
-        return roll_back_rejected(package, settings, active)
+            result["status"] = "deployed"
+            if settings.deploys_endpoint:
+                result["endpoint"] = carry_out(decision, package, settings, active, owner)
+            if settings.deploys_batch:
+                result["batch"] = run_batch_transform(package, settings, active)
+            return result
+        if not settings.deploys_endpoint:
+            return result | {"status": "recorded", "action": "none", "reason": "no-endpoint-target"}
+        outcome = carry_out(decision, package, settings, active, owner)
+        if "status" not in outcome:  # deferred or superseded: nothing happened to the endpoint yet
+            return result | {"status": "recorded", "endpoint": outcome}
+        return outcome
 
     try:
-        return run_once(
+        result = run_once(
             settings.ledger_table_name,
             ("package_arn", "status", "modified"),
             decide,
             key={
                 "package_arn": detail.model_package_arn,
                 "status": detail.model_approval_status,
-                "modified": modified,
+                "modified": decision.decided_at,
             },
             context=context,
         )
+        if settings.deploys_endpoint:
+            resumed = resume_pending(settings, active, owner)
+            if resumed is not None:
+                result = result | {"resumed": resumed}
+        return result
     except ClientError as exc:
         logger.error(
             "deployment failed", package_arn=detail.model_package_arn, error=error_code(exc), detail=str(exc)
         )
         raise
+
+
+def handle_endpoint_event(
+    event: EndpointStateEvent,
+    settings: DeploySettings,
+    context: Any = None,
+    services: DeployServices | None = None,
+) -> dict[str, Any]:
+    """Entry point of the deploy handler for the endpoint's state: back InService, a kept decision runs."""
+    detail = event.detail
+    if event.account != own_account_id():
+        return ignore("foreign-account", account=event.account).as_response()
+    if not settings.deploys_endpoint or detail.endpoint_name != settings.endpoint_name:
+        return ignore("foreign-endpoint", endpoint=detail.endpoint_name).as_response()
+    if detail.endpoint_status != "IN_SERVICE":
+        return ignore("endpoint-not-in-service", endpoint_status=detail.endpoint_status).as_response()
+    active = services or DeployServices.from_settings(settings)
+    resumed = resume_pending(settings, active, invocation_id(context))
+    if resumed is None:
+        return {"status": "nothing-pending", "endpoint_name": detail.endpoint_name}
+    return {"status": "resumed", "endpoint_name": detail.endpoint_name, **resumed}
+
+
+def invocation_id(context: Any) -> str:
+    """Who holds a lease: this invocation's request id (a fresh id outside Lambda)."""
+    return str(getattr(context, "aws_request_id", None) or uuid.uuid4())

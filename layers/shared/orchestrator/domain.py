@@ -56,3 +56,14 @@ class EndpointDeployment:
     package: PackageLineage
     config_request: dict[str, Any]
     deployment_config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's approval or rejection of a package, in the order SageMaker recorded it (`decided_at`,
+    the package's LastModifiedTime): carried out at once, or when the endpoint can take it."""
+
+    package_arn: str
+    approval_status: str
+    decided_at: str
+    event_id: str

@@ -1,7 +1,7 @@
 """Build the SageMaker pipeline with the SageMaker Python SDK and synthesize its definition JSON.
 
-This is the only module that imports the SDK (v2). It runs at build time (`make synth`); the Lambda layer
-ships the JSON it writes and never imports this module.
+This module and image_registry.py are the only ones that import the SDK (v2). It runs at build time
+(`make synth`); the Lambda layer ships the JSON it writes and never imports this module.
 """
 
 from __future__ import annotations

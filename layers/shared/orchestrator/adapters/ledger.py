@@ -7,11 +7,13 @@ lives under ENDPOINT#<name>, everything a commit led to under COMMIT#<repository
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
 
 from orchestrator.clients import aws_client
 
@@ -113,3 +115,73 @@ class Ledger:
             if "LastEvaluatedKey" not in page:
                 return items
             request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    # --- conditional writes: a lease per endpoint, and the newest pending decision ---------------------
+    def _conditional(self, operation: str, **request: Any) -> bool:
+        """Run a conditional write; False when DynamoDB refuses the condition."""
+        try:
+            getattr(self.client, operation)(TableName=self.table_name, **request)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def acquire_lease(self, pk: str, owner: str, seconds: int) -> bool:
+        """Take the lease on `pk` unless another owner holds an unexpired one (DynamoDB conditional put)."""
+        now = int(time.time())
+        return self._conditional(
+            "put_item",
+            Item=_to_dynamo(
+                {
+                    "pk": pk,
+                    "sk": "LEASE",
+                    "owner": owner,
+                    "expires_at": now + seconds,
+                    "recorded_at": utc_now(),
+                }
+            ),
+            ConditionExpression="attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues=_to_dynamo({":now": now, ":owner": owner}),
+        )
+
+    def release_lease(self, pk: str, owner: str) -> None:
+        self._conditional(
+            "delete_item",
+            Key=_to_dynamo({"pk": pk, "sk": "LEASE"}),
+            ConditionExpression="#owner = :owner",
+            ExpressionAttributeNames={"#owner": "owner"},
+            ExpressionAttributeValues=_to_dynamo({":owner": owner}),
+        )
+
+    def put_if_not_older(self, pk: str, sk: str, order_field: str, **attributes: Any) -> bool:
+        """Write the item unless the stored one has a later `order_field` (so the newest write wins)."""
+        item = {"pk": pk, "sk": sk, "recorded_at": utc_now(), **attributes}
+        return self._conditional(
+            "put_item",
+            Item=_to_dynamo(item),
+            ConditionExpression="attribute_not_exists(pk) OR #order <= :order",
+            ExpressionAttributeNames={"#order": order_field},
+            ExpressionAttributeValues=_to_dynamo({":order": attributes[order_field]}),
+        )
+
+    def delete_if(self, pk: str, sk: str, field: str, value: Any) -> bool:
+        """Delete the item only while `field` still equals `value` (nobody replaced it meanwhile)."""
+        return self._conditional(
+            "delete_item",
+            Key=_to_dynamo({"pk": pk, "sk": sk}),
+            ConditionExpression="#field = :value",
+            ExpressionAttributeNames={"#field": field},
+            ExpressionAttributeValues=_to_dynamo({":value": value}),
+        )
+
+    def delete_if_not_newer(self, pk: str, sk: str, order_field: str, value: Any) -> bool:
+        """Delete the item unless its `order_field` is later than `value`."""
+        return self._conditional(
+            "delete_item",
+            Key=_to_dynamo({"pk": pk, "sk": sk}),
+            ConditionExpression="#order <= :order",
+            ExpressionAttributeNames={"#order": order_field},
+            ExpressionAttributeValues=_to_dynamo({":order": value}),
+        )
