@@ -407,6 +407,8 @@ class SageMakerExtensions:
             config = self._config(config_name)
             if endpoint.endpoint_status != "InService":
                 raise AwsError("ValidationException", f'Cannot update in-progress endpoint "{endpoint.arn}".')
+            self._refuse_instance_type_change_of_scaled_variant(endpoint, config)
+            validate_deployment_config(params.get("DeploymentConfig"))
             extra = self._endpoint_extra.setdefault(name, {})
             deployment = params.get("DeploymentConfig")
             if deployment is None and params.get("RetainDeploymentConfig"):
@@ -425,6 +427,25 @@ class SageMakerExtensions:
         if self.auto_complete_endpoints:
             self.complete_endpoint_update(name)
         return {"EndpointArn": endpoint.arn}
+
+    def _refuse_instance_type_change_of_scaled_variant(self, endpoint: Any, config: dict[str, Any]) -> None:
+        """SageMaker refuses to change the instance type of a variant registered for automatic scaling:
+        "you must deregister the endpoint as a scalable target" first (developer guide,
+        endpoint-scaling-update)."""
+        current = self._config(endpoint.endpoint_config_name).get("ProductionVariants") or []
+        live = {v["VariantName"]: v.get("InstanceType") for v in current}
+        scaled = {
+            t.resource_id
+            for t in self.aws.backend("applicationautoscaling")._flatten_scalable_targets("sagemaker")
+        }
+        for variant in config.get("ProductionVariants", []):
+            changed = live.get(variant["VariantName"]) not in (None, variant.get("InstanceType"))
+            if changed and f"endpoint/{endpoint.endpoint_name}/variant/{variant['VariantName']}" in scaled:
+                raise AwsError(
+                    "ValidationException",
+                    f"The variant {variant['VariantName']} is registered for automatic scaling; deregister "
+                    "it before changing its instance type.",
+                )
 
     def complete_endpoint_update(
         self, endpoint_name: str, succeeded: bool = True, failure_reason: str | None = None
@@ -751,3 +772,18 @@ class SageMakerExtensions:
         }.get(params.get("SortBy", ""), "CreationTime")
         associations.sort(key=lambda a: a[field], reverse=params.get("SortOrder") != "Ascending")
         return _paginate(associations, params, "AssociationSummaries")
+
+
+def validate_deployment_config(deployment: dict[str, Any] | None) -> None:
+    """UpdateEndpoint's traffic steps as botocore's TrafficRoutingConfig documents them: CanarySize "must be
+    less than or equal to 50%" and LinearStepSize "must be 10-50%" of the variant's total instance count."""
+    routing = ((deployment or {}).get("BlueGreenUpdatePolicy") or {}).get("TrafficRoutingConfiguration") or {}
+    limits = {"CanarySize": (0, 50), "LinearStepSize": (10, 50)}
+    for field, (low, high) in limits.items():
+        size = routing.get(field)
+        if size and size.get("Type") == "CAPACITY_PERCENT" and not low <= float(size["Value"]) <= high:
+            bound = f"at most {high}%" if low == 0 else f"{low}-{high}%"
+            raise AwsError(
+                "ValidationException",
+                f"{field} must be {bound} of the variant's instance count, not {size['Value']}%.",
+            )

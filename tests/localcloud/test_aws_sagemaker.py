@@ -354,6 +354,68 @@ def test_update_of_unknown_endpoint_or_config_is_a_validation_error(client, endp
         assert raised.value.response["Error"]["Code"] == "ValidationException"
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("LinearStepSize", 9), ("LinearStepSize", 51), ("CanarySize", 60)]
+)
+def test_update_refuses_traffic_steps_sagemaker_refuses(client, endpoint_configs, unique, field, value):
+    # botocore TrafficRoutingConfig: CanarySize "must be less than or equal to 50%", LinearStepSize "must be
+    # 10-50% of the variant's total instance count"
+    sagemaker = client("sagemaker")
+    name = unique("endpoint")
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
+    routing = {
+        "Type": "LINEAR" if field == "LinearStepSize" else "CANARY",
+        "WaitIntervalInSeconds": 0,
+        field: {"Type": "CAPACITY_PERCENT", "Value": value},
+    }
+    with pytest.raises(ClientError) as raised:
+        sagemaker.update_endpoint(
+            EndpointName=name,
+            EndpointConfigName=endpoint_configs[1],
+            DeploymentConfig={"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": routing}},
+        )
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"] == endpoint_configs[0]
+
+
+def test_update_refuses_a_new_instance_type_for_an_autoscaled_variant(client, endpoint_configs, unique):
+    # SageMaker developer guide, endpoint-scaling-update: deregister the scalable target before changing
+    # the instance type of an autoscaled variant
+    sagemaker = client("sagemaker")
+    name = unique("endpoint")
+    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[0])
+    model = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint_configs[1])["ProductionVariants"][
+        0
+    ]
+    bigger = unique("config")
+    sagemaker.create_endpoint_config(
+        EndpointConfigName=bigger,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model["ModelName"],
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.c5.xlarge",
+            }
+        ],
+    )
+    autoscaling = client("application-autoscaling")
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": f"endpoint/{name}/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    autoscaling.register_scalable_target(**target, MinCapacity=1, MaxCapacity=4)
+    # the same instance type is fine (near miss)
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=endpoint_configs[1])
+    with pytest.raises(ClientError) as raised:
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=bigger)
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+    autoscaling.deregister_scalable_target(**target)
+    sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=bigger)
+    assert sagemaker.describe_endpoint(EndpointName=name)["EndpointConfigName"] == bigger
+
+
 def test_invoke_endpoint_reaches_the_registered_invoker(client, embedded_aws, endpoint_configs, unique):
     # GIVEN an endpoint in service and the model server registered for it
     name = unique("endpoint")

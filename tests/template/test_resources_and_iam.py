@@ -23,6 +23,7 @@ UNSCOPABLE_ACTIONS = {
     "application-autoscaling:DescribeScalableTargets",
     "application-autoscaling:PutScalingPolicy",
     "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DeregisterScalableTarget",
 }
 # SAM policy templates that expand to statements scoped to the one named resource.
 SCOPED_POLICY_TEMPLATES = {"DynamoDBCrudPolicy", "SNSPublishMessagePolicy"}

@@ -16,6 +16,7 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
+from moto.applicationautoscaling.models import applicationautoscaling_backends
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sagemaker.models import sagemaker_backends
 
@@ -249,6 +250,26 @@ def install_sagemaker_state_changes(apis: MissingApis) -> None:
             raise client_error(
                 "ValidationException", "Could not find endpoint configuration", "UpdateEndpoint"
             )
+        # "If you want to change the instance type of an autoscaled variant, you must deregister it first"
+        # (SageMaker developer guide, endpoint-scaling-update): SageMaker refuses the update otherwise.
+        live = backend.endpoint_configs[endpoint.endpoint_config_name].production_variants
+        new = backend.endpoint_configs[params["EndpointConfigName"]].production_variants
+        live_types = {v["VariantName"]: v.get("InstanceType") for v in live}
+        scaled = {
+            target.resource_id
+            for target in applicationautoscaling_backends[DEFAULT_ACCOUNT_ID][
+                REGION
+            ]._flatten_scalable_targets("sagemaker")
+        }
+        for variant in new:
+            changed = live_types.get(variant["VariantName"]) not in (None, variant.get("InstanceType"))
+            if changed and f"endpoint/{endpoint.endpoint_name}/variant/{variant['VariantName']}" in scaled:
+                raise client_error(
+                    "ValidationException",
+                    f"The variant {variant['VariantName']} is registered for automatic scaling; deregister "
+                    "it before changing its instance type.",
+                    "UpdateEndpoint",
+                )
         endpoint.endpoint_config_name = params["EndpointConfigName"]
         return {"EndpointArn": endpoint.arn}
 

@@ -273,6 +273,45 @@ def test_an_expired_lease_does_not_block_deployments(cloud: Cloud, context: Any)
     assert result["endpoint"]["action"] == "created"
 
 
+def test_instance_type_change_deregisters_autoscaling_before_the_update(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+
+    from functions.track.app import lambda_handler as track
+
+    # GIVEN v1 live on ml.m5.large and autoscaled (TrackFunction registers it once InService)
+    monkeypatch.setenv("AUTOSCALING_MAX_CAPACITY", "4")
+    reset_caches()
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    track(load_event("endpoint_in_service"), context)
+    autoscaling = boto3.client("application-autoscaling")
+
+    def targets() -> list[dict[str, Any]]:
+        return autoscaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+
+    assert len(targets()) == 1
+
+    # WHEN v2 is approved with the same instance type THEN scaling stays registered (near miss)
+    lambda_handler(decide(cloud, package(cloud, 2), "Approved"), context)
+    assert len(targets()) == 1
+
+    # WHEN the stack moves to ml.c5.xlarge and v3 is approved
+    monkeypatch.setenv("ENDPOINT_INSTANCE_TYPE", "ml.c5.xlarge")
+    reset_caches()
+    v3 = package(cloud, 3)
+    result = lambda_handler(decide(cloud, v3, "Approved"), context)
+
+    # THEN the variant was deregistered before UpdateEndpoint changed its instance type (SageMaker refuses
+    # the update otherwise: developer guide, endpoint-scaling-update), and the update went ahead
+    assert result["endpoint"]["action"] == "updated"
+    assert targets() == []
+    assert serving_package(cloud) == v3
+    # AND once InService, TrackFunction registers it again
+    track(load_event("endpoint_in_service") | {"id": "0b0f4a52-9b7c-4f2e-8a53-5e1d2c3b4a59"}, context)
+    assert len(targets()) == 1
+
+
 def test_batch_target_creates_the_transform_job_once(
     cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

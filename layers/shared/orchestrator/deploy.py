@@ -13,6 +13,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from orchestrator.adapters import error_code
+from orchestrator.adapters.autoscaling import AutoscalingAdapter
 from orchestrator.adapters.ledger import Ledger, endpoint_pk
 from orchestrator.adapters.notifier import Notifier
 from orchestrator.adapters.s3 import S3Adapter
@@ -38,8 +39,8 @@ class DeployServices:
     s3: S3Adapter
     ledger: Ledger
     notifier: Notifier
-
     project: str
+    autoscaling: AutoscalingAdapter
 
     def lineage(self) -> LineageRecorder:
         return LineageRecorder(self.ledger, self.sagemaker, self.project)
@@ -52,6 +53,7 @@ class DeployServices:
             Ledger(settings.ledger_table_name),
             Notifier(settings.notification_topic_arn),
             settings.project_name,
+            AutoscalingAdapter(),
         )
 
 
@@ -194,6 +196,28 @@ def live_package_arn(sagemaker: SageMakerAdapter, endpoint: str) -> str | None:
     return str(arn) if arn else None
 
 
+def release_autoscaling_for_new_instance_type(
+    endpoint: dict[str, Any], plan: EndpointDeployment, services: DeployServices
+) -> bool:
+    """Deregister the variant's autoscaling when the update changes its instance type: "you must
+    deregister the endpoint as a scalable target" before changing it (SageMaker developer guide,
+    endpoint-scaling-update). The track handler registers it again once the endpoint is InService."""
+    live = services.sagemaker.describe_endpoint_config(str(endpoint.get("EndpointConfigName", ""))) or {}
+    live_types = {v.get("VariantName"): v.get("InstanceType") for v in live.get("ProductionVariants") or []}
+    new_variant = plan.config_request["ProductionVariants"][0]
+    if live_types.get(new_variant["VariantName"]) in (None, new_variant["InstanceType"]):
+        return False
+    released = services.autoscaling.deregister_variant(plan.endpoint_name, new_variant["VariantName"])
+    if released:
+        logger.info(
+            "autoscaling deregistered for an instance type change",
+            endpoint_name=plan.endpoint_name,
+            from_type=live_types.get(new_variant["VariantName"]),
+            to_type=new_variant["InstanceType"],
+        )
+    return released
+
+
 def deploy_to_endpoint(
     package: PackageLineage, settings: DeploySettings, services: DeployServices, reason: str
 ) -> dict[str, Any]:
@@ -237,6 +261,7 @@ def deploy_to_endpoint(
         sagemaker.create_endpoint(plan.endpoint_name, plan.config_name)
         action = "created"
     else:
+        release_autoscaling_for_new_instance_type(endpoint, plan, services)
         sagemaker.update_endpoint(plan.endpoint_name, plan.config_name, plan.deployment_config)
         action = "updated"
     services.lineage().deployed_to_endpoint(package, plan.endpoint_name, plan.config_name, config_arn, reason)

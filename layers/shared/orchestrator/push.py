@@ -33,7 +33,6 @@ class PushServices:
     sagemaker: SageMakerAdapter
     ledger: Ledger
     notifier: Notifier
-
     project: str
 
     def lineage(self) -> LineageRecorder:

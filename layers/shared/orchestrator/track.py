@@ -33,7 +33,6 @@ class TrackServices:
     ledger: Ledger
     notifier: Notifier
     autoscaling: AutoscalingAdapter
-
     project: str
 
     def lineage(self) -> LineageRecorder:

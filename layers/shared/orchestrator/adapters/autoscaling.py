@@ -50,3 +50,24 @@ class AutoscalingAdapter:
             },
         )
         return resource_id
+
+    def deregister_variant(self, endpoint_name: str, variant: str) -> bool:
+        """Remove the variant's scalable target (and with it its policies); False when none was registered.
+
+        SageMaker refuses an UpdateEndpoint that changes the instance type of an autoscaled variant until it
+        is deregistered (SageMaker developer guide, "Update an endpoint that uses automatic scaling").
+        """
+        resource_id = f"endpoint/{endpoint_name}/variant/{variant}"
+        targets = self.client.describe_scalable_targets(
+            ServiceNamespace="sagemaker",
+            ResourceIds=[resource_id],
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        ).get("ScalableTargets", [])
+        if not targets:
+            return False
+        self.client.deregister_scalable_target(
+            ServiceNamespace="sagemaker",
+            ResourceId=resource_id,
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+        )
+        return True
