@@ -38,6 +38,31 @@ ENDPOINT_EVENT_STATUS = {
     "UpdateRollbackFailed": "UPDATE_ROLLBACK_FAILED",
 }
 PIPELINE_TERMINAL = {"Succeeded", "Failed", "Stopped"}
+# The detail of "SageMaker Model Package State Change" in AWS's documented example (SageMaker developer
+# guide, "Events that Amazon SageMaker AI sends to Amazon EventBridge"): these fields, times in ISO 8601,
+# and UpdatedModelPackageFields naming what an update changed.
+MODEL_PACKAGE_EVENT_FIELDS = (
+    "ModelPackageGroupName",
+    "ModelPackageVersion",
+    "ModelPackageArn",
+    "CreationTime",
+    "InferenceSpecification",
+    "ModelPackageStatus",
+    "ModelPackageStatusDetails",
+    "CertifyForMarketplace",
+    "ModelApprovalStatus",
+    "MetadataProperties",
+    "ModelMetrics",
+    "ModelLifeCycle",
+    "LastModifiedTime",
+)
+UPDATABLE_FIELDS = (
+    "ModelApprovalStatus",
+    "ApprovalDescription",
+    "CustomerMetadataProperties",
+    "InferenceSpecification",
+    "ModelLifeCycle",
+)
 ASSOCIATION_TYPES = {"ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"}
 
 # fn(endpoint_name, body, content_type, accept) -> (status, body, content_type)
@@ -359,18 +384,28 @@ class SageMakerExtensions:
                 package.customer_metadata_properties = {}
             after = package.model_approval_status
         if after != before:
-            self.emit_model_package_event(arn)
+            # UpdatedModelPackageFields lists what the update set, among the values AWS documents
+            updated = tuple(field for field in UPDATABLE_FIELDS if field in params)
+            self.emit_model_package_event(arn, updated)
         return {"ModelPackageArn": package.arn}
 
     def _on_create_model_package(self, _: dict[str, Any], response: dict[str, Any]) -> None:
         self.emit_model_package_event(response["ModelPackageArn"])
 
-    def emit_model_package_event(self, model_package_arn: str) -> dict[str, Any]:
+    def emit_model_package_event(
+        self, model_package_arn: str, updated_fields: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
         """Emit "SageMaker Model Package State Change" with the package as it is now."""
         document = self.backend.describe_model_package(model_package_arn).gen_response_object()
-        detail = {key: _epoch_ms(value) for key, value in document.items() if value not in (None, [], {})}
+        detail = {
+            key: _iso(document[key])
+            for key in MODEL_PACKAGE_EVENT_FIELDS
+            if document.get(key) not in (None, [], {})
+        }
         detail.setdefault("ModelPackageStatus", "Completed")
         detail.setdefault("CertifyForMarketplace", False)
+        if updated_fields:
+            detail["UpdatedModelPackageFields"] = list(updated_fields)
         return self.aws.emit_event(
             SOURCE, "SageMaker Model Package State Change", detail, [document["ModelPackageArn"]]
         )
@@ -482,18 +517,26 @@ class SageMakerExtensions:
                 endpoint.failure_reason = failure_reason
                 self._endpoint_extra.setdefault(endpoint_name, {})["FailureReason"] = failure_reason
             tags = {tag["Key"]: tag["Value"] for tag in (endpoint.tags or [])}
+            # The fields and formats of AWS's documented example (SageMaker developer guide, "Events that
+            # Amazon SageMaker AI sends to Amazon EventBridge", endpoint state change): variants carry only
+            # their desired weight and count, times are epoch milliseconds as floats, and no FailureReason
+            # (DescribeEndpoint has it).
             detail = {
                 "EndpointName": endpoint.endpoint_name,
                 "EndpointArn": endpoint.arn,
                 "EndpointConfigName": endpoint.endpoint_config_name,
-                "ProductionVariants": endpoint.production_variants,
+                "ProductionVariants": [
+                    {
+                        "DesiredWeight": float(variant.get("DesiredWeight", 1.0)),
+                        "DesiredInstanceCount": float(variant.get("DesiredInstanceCount", 1)),
+                    }
+                    for variant in endpoint.production_variants or []
+                ],
                 "EndpointStatus": ENDPOINT_EVENT_STATUS.get(status, status),
-                "CreationTime": _epoch_ms(endpoint.creation_time),
-                "LastModifiedTime": _epoch_ms(endpoint.last_modified_time),
+                "CreationTime": float(_epoch_ms(endpoint.creation_time)),
+                "LastModifiedTime": float(_epoch_ms(endpoint.last_modified_time)),
                 "Tags": tags,
             }
-            if failure_reason:
-                detail["FailureReason"] = failure_reason
         self.aws.emit_event(SOURCE, "SageMaker Endpoint State Change", detail, [endpoint.arn])
 
     def _describe_endpoint(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
@@ -597,13 +640,13 @@ class SageMakerExtensions:
                 "TransformInput": job.transform_input,
                 "TransformOutput": job.transform_output,
                 "TransformResources": job.transform_resources,
-                "CreationTime": _epoch_ms(job.creation_time),
-                "TransformStartTime": _epoch_ms(job.transform_start_time),
-                "DataProcessing": job.data_processing,
+                # times as AWS's documented example writes them: ISO 8601 strings
+                "CreationTime": _iso(job.creation_time),
+                "TransformStartTime": _iso(job.transform_start_time),
                 "Tags": {tag["Key"]: tag["Value"] for tag in (job.tags or [])},
             }
             if job.transform_end_time is not None:
-                detail["TransformEndTime"] = _epoch_ms(job.transform_end_time)
+                detail["TransformEndTime"] = _iso(job.transform_end_time)
             if job.failure_reason:
                 detail["FailureReason"] = job.failure_reason
         detail = {k: v for k, v in detail.items() if v is not None}

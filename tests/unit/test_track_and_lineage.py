@@ -164,14 +164,27 @@ def test_unknown_or_malformed_tracking_events_are_rejected(cloud: Cloud, context
 
 
 def test_endpoint_failure_notifies(cloud: Cloud, context: Any) -> None:
-    # GIVEN the endpoint failed WHEN SageMaker says so
+    # GIVEN the endpoint failed; AWS's documented endpoint event carries no FailureReason, DescribeEndpoint
+    # does (moto keeps none, so SageMaker's answer is stubbed with the request it expects)
+    reason = "The primary container for production variant AllTraffic did not pass the ping health check."
+    describe = Expected("DescribeEndpoint")
+    describe.add(
+        {"EndpointName": ENDPOINT, "EndpointStatus": "Failed", "FailureReason": reason},
+        {"EndpointName": ENDPOINT},
+    )
+    cloud.apis.serve("sagemaker", "DescribeEndpoint", describe)
+    # WHEN SageMaker says so
     event = load_event("endpoint_failed")
+    assert "FailureReason" not in event["detail"]
     result = track(event, context)
     # THEN people are told why, and the endpoint's history holds it
     assert result["notified"] == "failed"
     [notification] = cloud.notifications()
     assert ENDPOINT in notification["Subject"]
-    assert endpoint_lineage(Ledger(TABLE), ENDPOINT)["status"] == "FAILED"
+    assert "did not pass the ping health check" in notification["Message"]
+    lineage = endpoint_lineage(Ledger(TABLE), ENDPOINT)
+    assert lineage["status"] == "FAILED"
+    assert lineage["history"][-1]["failure_reason"] == reason
 
 
 def test_in_service_on_another_config_than_requested_is_reported_as_rollback(

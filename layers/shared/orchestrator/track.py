@@ -152,7 +152,11 @@ def track_endpoint(
     name, status = detail.endpoint_name, detail.endpoint_status
     lineage = services.lineage()
     requested = lineage.endpoint_requested_config(name)
-    lineage.endpoint_state(name, status, detail.endpoint_config_name, detail.failure_reason)
+    failure_reason = detail.failure_reason
+    if status in ENDPOINT_PROBLEMS and not failure_reason:
+        # AWS's documented endpoint event carries no FailureReason; DescribeEndpoint does.
+        failure_reason = (services.sagemaker.describe_endpoint(name) or {}).get("FailureReason")
+    lineage.endpoint_state(name, status, detail.endpoint_config_name, failure_reason)
     result: dict[str, Any] = {"status": "recorded", "endpoint_name": name, "endpoint_status": status}
     rolled_back = (
         status == "IN_SERVICE"
@@ -164,7 +168,7 @@ def track_endpoint(
         message = (
             f"Endpoint {name} {what}: serving {detail.endpoint_config_name}, requested {requested}"
             if rolled_back
-            else f"Endpoint {name} is {what}: {detail.failure_reason or 'no reason given'}"
+            else f"Endpoint {name} is {what}: {failure_reason or 'no reason given'}"
         )
         services.notifier.notify(
             f"Endpoint {name} {what}",
@@ -173,7 +177,7 @@ def track_endpoint(
             endpoint_status=status,
             endpoint_config=detail.endpoint_config_name,
             requested_config=requested,
-            failure_reason=detail.failure_reason,
+            failure_reason=failure_reason,
         )
         logger.error(
             "endpoint deployment problem", endpoint_name=name, endpoint_status=status, rolled_back=rolled_back
