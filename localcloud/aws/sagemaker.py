@@ -382,10 +382,10 @@ class SageMakerExtensions:
             )
             if package.customer_metadata_properties is None:
                 package.customer_metadata_properties = {}
-            after = package.model_approval_status
-        if after != before:
-            # UpdatedModelPackageFields lists what the update set, among the values AWS documents
-            updated = tuple(field for field in UPDATABLE_FIELDS if field in params)
+        # Every update emits the state change, with UpdatedModelPackageFields naming what it set among the
+        # values AWS documents (SageMaker developer guide, automating-sagemaker-with-eventbridge).
+        updated = tuple(field for field in UPDATABLE_FIELDS if field in params)
+        if updated:
             self.emit_model_package_event(arn, updated)
         return {"ModelPackageArn": package.arn}
 

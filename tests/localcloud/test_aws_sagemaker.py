@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+AWS_EXAMPLES = Path(__file__).resolve().parents[1] / "aws_examples"
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tfs:latest"
 DEFINITION = json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []})
 
@@ -210,7 +213,9 @@ def test_creating_and_approving_a_package_emit_model_package_state_changes(clien
         ModelPackageArn=arn, ModelApprovalStatus="Approved", ApprovalDescription="looks good"
     )
 
-    # THEN EventBridge gets the creation and the approval, shaped as SageMaker sends them
+    # THEN EventBridge gets the creation and the approval, shaped as AWS's documented example
+    # (tests/aws_examples/sagemaker_model_package_state_change.json): its fields only, ISO times, and
+    # UpdatedModelPackageFields naming what the update set
     changes = events.of("SageMaker Model Package State Change", ModelPackageGroupName=package_group)
     assert [e["detail"]["ModelApprovalStatus"] for e in changes] == ["PendingManualApproval", "Approved"]
     approved = changes[-1]
@@ -218,12 +223,14 @@ def test_creating_and_approving_a_package_emit_model_package_state_changes(clien
     assert approved["detail"]["ModelPackageArn"] == arn
     assert approved["detail"]["ModelPackageVersion"] == 1
     assert approved["detail"]["ModelPackageStatus"] == "Completed"
-    assert approved["detail"]["ApprovalDescription"] == "looks good"
-    assert isinstance(approved["detail"]["CreationTime"], int)
+    assert approved["detail"]["UpdatedModelPackageFields"] == ["ModelApprovalStatus", "ApprovalDescription"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", approved["detail"]["CreationTime"])
     assert approved["detail"]["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
+    documented = json.loads((AWS_EXAMPLES / "sagemaker_model_package_state_change.json").read_text())
+    assert set(approved["detail"]) <= set(documented["detail"])
 
 
-def test_updating_only_metadata_keeps_the_approval_and_emits_nothing(client, package_group, events):
+def test_updating_only_metadata_keeps_the_approval_and_says_what_changed(client, package_group, events):
     arn = _create_package(client, package_group)
     sagemaker = client("sagemaker")
     sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
@@ -233,11 +240,14 @@ def test_updating_only_metadata_keeps_the_approval_and_emits_nothing(client, pac
     package = sagemaker.describe_model_package(ModelPackageName=arn)
     assert package["ModelApprovalStatus"] == "Approved"
     assert package["CustomerMetadataProperties"] == {"commit": "abc", "deployed": "yes"}
-    statuses = [
-        e["detail"]["ModelApprovalStatus"]
-        for e in events.of("SageMaker Model Package State Change", ModelPackageArn=arn)
+    changes = events.of("SageMaker Model Package State Change", ModelPackageArn=arn)
+    assert [e["detail"]["ModelApprovalStatus"] for e in changes] == [
+        "PendingManualApproval",
+        "Approved",
+        "Approved",
     ]
-    assert statuses == ["PendingManualApproval", "Approved"]
+    # "CustomerMetadataProperties" is one of UpdatedModelPackageFields' documented values
+    assert changes[-1]["detail"]["UpdatedModelPackageFields"] == ["CustomerMetadataProperties"]
 
 
 @pytest.fixture

@@ -308,8 +308,38 @@ def test_instance_type_change_deregisters_autoscaling_before_the_update(
     assert targets() == []
     assert serving_package(cloud) == v3
     # AND once InService, TrackFunction registers it again
-    track(load_event("endpoint_in_service") | {"id": "0b0f4a52-9b7c-4f2e-8a53-5e1d2c3b4a59"}, context)
+    back = load_event("endpoint_in_service")
+    back["detail"].update(
+        EndpointConfigName=result["endpoint"]["endpoint_config_name"],
+        LastModifiedTime=back["detail"]["LastModifiedTime"] + 600_000.0,
+    )
+    track(back, context)
     assert len(targets()) == 1
+
+
+def test_an_update_that_leaves_the_approval_alone_deploys_nothing(cloud: Cloud, context: Any) -> None:
+    # GIVEN v1 approved earlier and v2 approved and live
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    lambda_handler(decide(cloud, v2, "Approved"), context)
+
+    # WHEN someone sets metadata on v1: SageMaker sends the state change with UpdatedModelPackageFields
+    # naming what changed (SageMaker developer guide, automating-sagemaker-with-eventbridge)
+    cloud.sagemaker.update_model_package(ModelPackageArn=v1, CustomerMetadataProperties={"audited": "yes"})
+    event = decide(cloud, v1, "Approved")
+    event["detail"]["UpdatedModelPackageFields"] = ["CustomerMetadataProperties"]
+    result = lambda_handler(event, context)
+
+    # THEN it is not taken for a new approval: v2 keeps serving
+    assert result == {
+        "status": "ignored",
+        "reason": "approval-unchanged",
+        "updated_fields": ["CustomerMetadataProperties"],
+    }
+    assert serving_package(cloud) == v2
+    # AND the near miss: an event that names ModelApprovalStatus is a decision
+    event["detail"]["UpdatedModelPackageFields"] = ["ModelApprovalStatus"]
+    assert lambda_handler(event, context)["status"] == "deployed"
 
 
 def test_batch_target_creates_the_transform_job_once(

@@ -125,6 +125,38 @@ def test_redelivered_failure_event_notifies_once(cloud: Cloud, context: Any) -> 
     assert len(cloud.notifications()) == 1
 
 
+def test_several_events_for_one_state_change_notify_once(cloud: Cloud, context: Any) -> None:
+    # "SageMaker AI may send multiple events to EventBridge for each state change" (SageMaker developer
+    # guide, automating-sagemaker-with-eventbridge): the same change under other event ids
+    steps_of(
+        cloud, EXECUTION, [{"StepName": "EvaluateModel", "StepStatus": "Failed", "FailureReason": "OOM"}]
+    )
+    cloud.apis.serve("sagemaker", "DescribePipelineExecution", lambda p: {})
+    first = load_event("pipeline_execution_failed")
+    second = first | {"id": "6d0e2c1b-0000-4000-8000-00000000beef"}
+    track(first, context)
+    track(second, context)
+    assert len(cloud.notifications()) == 1
+
+
+def test_the_same_state_reached_again_later_is_a_new_change(cloud: Cloud, context: Any) -> None:
+    # GIVEN the endpoint failed, and later failed again (another deployment), with other LastModifiedTimes
+    describe = Expected("DescribeEndpoint")
+    for _ in range(2):
+        describe.add(
+            {"EndpointName": ENDPOINT, "FailureReason": "ping health check"}, {"EndpointName": ENDPOINT}
+        )
+    cloud.apis.serve("sagemaker", "DescribeEndpoint", describe)
+    first = load_event("endpoint_failed")
+    later = load_event("endpoint_failed")
+    later["id"] = "6d0e2c1b-0000-4000-8000-00000000cafe"
+    later["detail"]["LastModifiedTime"] = first["detail"]["LastModifiedTime"] + 3_600_000.0
+    # WHEN both are handled THEN each failure is told (the near miss of a duplicate)
+    track(first, context)
+    track(later, context)
+    assert len(cloud.notifications()) == 2
+
+
 def test_event_of_another_pipeline_is_ignored(
     cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -521,6 +521,9 @@ def handle_package_event(
         return ignore("foreign-group", group=detail.model_package_group_name).as_response()
     if detail.model_approval_status not in ("Approved", "Rejected"):
         return ignore("not-a-decision", approval_status=detail.model_approval_status).as_response()
+    if detail.updated_fields is not None and "ModelApprovalStatus" not in detail.updated_fields:
+        # e.g. metadata or a lifecycle stage set on an approved package: no new decision to carry out
+        return ignore("approval-unchanged", updated_fields=detail.updated_fields).as_response()
     active = services or DeployServices.from_settings(settings)
     description = active.sagemaker.describe_model_package(detail.model_package_arn)
     refusal = verification_failure(description, event, settings, account)

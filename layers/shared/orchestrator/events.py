@@ -114,6 +114,8 @@ class EndpointStateDetail(_Detail):
     endpoint_config_name: str | None = Field(default=None, alias="EndpointConfigName")
     endpoint_status: str = Field(alias="EndpointStatus", min_length=1)
     failure_reason: str | None = Field(default=None, alias="FailureReason")
+    # epoch milliseconds (a float in AWS's documented example)
+    last_modified_time: float | str | None = Field(default=None, alias="LastModifiedTime")
 
     @field_validator("endpoint_status")
     @classmethod
@@ -153,6 +155,8 @@ class ModelPackageStateDetail(_Detail):
         alias="ModelApprovalStatus"
     )
     model_package_status: str | None = Field(default=None, alias="ModelPackageStatus")
+    # what the update that sent this event changed (AWS's documented example; absent on older events)
+    updated_fields: list[str] | None = Field(default=None, alias="UpdatedModelPackageFields")
 
     @model_validator(mode="after")
     def _arn_names_the_group(self) -> ModelPackageStateDetail:

@@ -232,7 +232,9 @@ def foreign_reason(event: TrackedEvent, settings: TrackSettings, account: str) -
 def handle_tracked_event(
     event: TrackedEvent, settings: TrackSettings, context: Any = None, services: TrackServices | None = None
 ) -> dict[str, Any]:
-    """Entry point of the track handler; a redelivered event (same id) is recorded and notified once."""
+    """Entry point of the track handler: each state change is recorded and notified once, however many
+    events carry it ("SageMaker AI may send multiple events to EventBridge for each state change": SageMaker
+    developer guide, automating-sagemaker-with-eventbridge), so the key is the change, not the event id."""
     refusal = foreign_reason(event, settings, own_account_id())
     if refusal:
         return ignore(**refusal).as_response()
@@ -246,5 +248,34 @@ def handle_tracked_event(
         return track_transform(event, settings, active)
 
     return run_once(
-        settings.ledger_table_name, ("event_id",), track, key={"event_id": event.id}, context=context
+        settings.ledger_table_name,
+        ("resource", "state", "changed_at"),
+        track,
+        key=state_change(event),
+        context=context,
     )
+
+
+def state_change(event: TrackedEvent) -> dict[str, str]:
+    """What changed, as SageMaker's several events for one change all describe it: the resource, its new
+    state, and when it changed (a retried execution or a redeployed config reaches the same state again
+    later; a transform job reaches each terminal state once)."""
+    if isinstance(event, PipelineExecutionStatusEvent):
+        detail = event.detail
+        return {
+            "resource": detail.pipeline_execution_arn,
+            "state": detail.current_status,
+            "changed_at": str(detail.execution_end_time or ""),
+        }
+    if isinstance(event, EndpointStateEvent):
+        endpoint = event.detail
+        return {
+            "resource": endpoint.endpoint_name,
+            "state": f"{endpoint.endpoint_status}:{endpoint.endpoint_config_name or ''}",
+            "changed_at": str(endpoint.last_modified_time or ""),
+        }
+    return {
+        "resource": event.detail.transform_job_name,
+        "state": event.detail.transform_job_status,
+        "changed_at": "",
+    }
