@@ -98,11 +98,19 @@ class FakeRepository:
             raise client_error(
                 "RepositoryDoesNotExistException", f"{params['repositoryName']} does not exist", operation
             )
+        if params[key] not in self.commits:  # CodeCommit's error for a commit the repository lacks
+            raise client_error(
+                "CommitDoesNotExistException", f"Could not find commit {params[key]}", operation
+            )
         return self.commits[params[key]]
 
     def get_differences(self, params: dict[str, Any]) -> dict[str, Any]:
         after = self._tree(params, "afterCommitSpecifier", "GetDifferences")
-        before = self.commits[params["beforeCommitSpecifier"]] if params.get("beforeCommitSpecifier") else {}
+        before = (
+            self._tree({**params, "b": params["beforeCommitSpecifier"]}, "b", "GetDifferences")
+            if params.get("beforeCommitSpecifier")
+            else {}
+        )
         differences = []
         for path in sorted(set(before) | set(after)):
             if before.get(path) == after.get(path):

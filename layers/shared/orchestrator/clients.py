@@ -6,12 +6,17 @@ from functools import cache
 from typing import Any
 
 import boto3
+from botocore.config import Config
+
+# botocore's standard retry mode: throttling and transient errors (5xx, ThrottlingException,
+# ProvisionedThroughputExceededException, ...) are retried with exponential backoff, up to 5 attempts.
+RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
 
 
 @cache
 def aws_client(service: str) -> Any:
     """The shared client of `service`; AWS_ENDPOINT_URL (local cloud) is honoured by boto3 itself."""
-    return boto3.client(service)
+    return boto3.client(service, config=RETRIES)
 
 
 @cache

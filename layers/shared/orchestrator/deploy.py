@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from orchestrator.adapters import error_code
+from orchestrator.adapters import error_code, error_message, is_endpoint_busy
 from orchestrator.adapters.autoscaling import AutoscalingAdapter
 from orchestrator.adapters.ledger import Ledger, endpoint_pk
 from orchestrator.adapters.notifier import Notifier
@@ -23,7 +23,7 @@ from orchestrator.domain import Decision, EndpointDeployment, PackageLineage
 from orchestrator.errors import EndpointBusyError
 from orchestrator.events import EndpointStateEvent, ModelPackageStateEvent, canonical_status
 from orchestrator.idempotency import run_once
-from orchestrator.intake import ignore
+from orchestrator.intake import ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
 from orchestrator.naming import endpoint_config_name, model_name, transform_job_name
 from orchestrator.observability import logger, metrics
@@ -438,6 +438,10 @@ def carry_out(
         return _endpoint_work(package, settings, services)
     except EndpointBusyError as busy:
         return defer(decision, settings, services, str(busy))
+    except ClientError as exc:  # the endpoint started updating between DescribeEndpoint and our call
+        if not is_endpoint_busy(exc):
+            raise
+        return defer(decision, settings, services, error_message(exc))
     finally:
         services.ledger.release_lease(pk, owner)
 
@@ -505,6 +509,7 @@ def decided_at(description: dict[str, Any], fallback: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
+@refusing_permanent_errors
 def handle_package_event(
     event: ModelPackageStateEvent,
     settings: DeploySettings,
@@ -578,6 +583,7 @@ def handle_package_event(
         raise
 
 
+@refusing_permanent_errors
 def handle_endpoint_event(
     event: EndpointStateEvent,
     settings: DeploySettings,

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
+from botocore.exceptions import ClientError
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.adapters import error_code, error_message, is_permanent
 from orchestrator.observability import logger, metrics
 
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's own limit for an entry
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+P = ParamSpec("P")
 
 
 @dataclass(frozen=True)
@@ -68,3 +73,27 @@ def parse_tracked_event(raw: Any) -> Any:
     if model is None:
         return ignore("malformed", error=True, errors=[f"detail-type: unsupported value {detail_type!r}"])
     return parse_event(raw, model)
+
+
+def refusing_permanent_errors(entry: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:
+    """An event that names something AWS says does not exist (or is invalid) is refused: logged, counted,
+    answered, never retried. Any other AWS error (throttling, 5xx, busy) propagates, so Lambda retries the
+    event and, when retries run out, sends it to the dead-letter queue to be replayed."""
+
+    @functools.wraps(entry)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> dict[str, Any]:
+        try:
+            return entry(*args, **kwargs)
+        except ClientError as exc:
+            if not is_permanent(exc):
+                raise
+            metrics.add_metric(name="PermanentErrors", unit="Count", value=1)
+            return ignore(
+                "aws-refused",
+                error=True,
+                operation=exc.operation_name,
+                code=error_code(exc),
+                aws_message=error_message(exc)[:500],
+            ).as_response()
+
+    return guarded

@@ -15,7 +15,7 @@ from orchestrator.domain import CodeLocations, CommitRef
 from orchestrator.errors import TrainingCodeMissingError
 from orchestrator.events import CodeCommitPushEvent
 from orchestrator.idempotency import run_once
-from orchestrator.intake import ignore
+from orchestrator.intake import ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
 from orchestrator.naming import branch_prefix, execution_display_name, execution_token
 from orchestrator.observability import logger, metrics
@@ -226,6 +226,7 @@ def start_run(commit: CommitRef, settings: PushSettings, services: PushServices)
     }
 
 
+@refusing_permanent_errors
 def handle_push(
     event: CodeCommitPushEvent,
     settings: PushSettings,

@@ -18,7 +18,7 @@ from orchestrator.events import (
     TransformJobStateEvent,
 )
 from orchestrator.idempotency import run_once
-from orchestrator.intake import ignore
+from orchestrator.intake import ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
 from orchestrator.naming import slug
 from orchestrator.observability import logger, metrics
@@ -229,6 +229,7 @@ def foreign_reason(event: TrackedEvent, settings: TrackSettings, account: str) -
     return None
 
 
+@refusing_permanent_errors
 def handle_tracked_event(
     event: TrackedEvent, settings: TrackSettings, context: Any = None, services: TrackServices | None = None
 ) -> dict[str, Any]:
