@@ -1,5 +1,6 @@
 """Events that name things AWS does not have are refused once (logged, counted, no retry); transient AWS
-errors propagate so that Lambda retries the event and, when retries run out, the dead-letter queue keeps it."""
+errors propagate so that Lambda retries the event and, when retries run out, the dead-letter queue keeps
+it."""
 
 from __future__ import annotations
 
