@@ -26,6 +26,7 @@ from typing import Any
 import botocore.client
 import samtranslator
 
+from tests.constraints import request_violations
 from tests.template.cfn import ACCOUNT, REGION, Resolver, functions, load_template
 
 # API operations authorised by an action of another name (the S3 ones IAM documents), or by none at all.
@@ -310,8 +311,9 @@ def _calling_handler() -> str | None:
 
 
 @contextmanager
-def recording_handler_calls() -> Iterator[list[Call]]:
-    """Yields an authorization record for every AWS call made from inside a handler."""
+def recording_handler_calls(invalid: list[str] | None = None) -> Iterator[list[Call]]:
+    """Yields an authorization record for every AWS call made from inside a handler; `invalid` collects
+    each request that breaks a constraint of botocore's service model (tests/constraints.py)."""
     calls: list[Call] = []
     original = botocore.client.BaseClient._make_api_call
 
@@ -319,6 +321,8 @@ def recording_handler_calls() -> Iterator[list[Call]]:
         folder = _calling_handler()
         if folder is not None:
             calls.extend(authorizations(folder, self, operation_name, api_params))
+            if invalid is not None:
+                invalid.extend(request_violations(self, operation_name, api_params))
         return original(self, operation_name, api_params)
 
     botocore.client.BaseClient._make_api_call = recorded  # type: ignore[method-assign]

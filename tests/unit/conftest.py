@@ -111,10 +111,12 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def iam_allows_every_call() -> Iterator[list[Call]]:
     """Every AWS call a handler makes in any of these tests must be allowed, action and resource, by its
     function's IAM policy."""
-    with recording_handler_calls() as calls:
+    invalid: list[str] = []
+    with recording_handler_calls(invalid) as calls:
         yield calls
     refused = denied(calls)
     assert not refused, "template.yaml does not allow these calls:\n" + "\n".join(map(str, refused))
+    assert not invalid, "requests AWS would reject (botocore model constraints):\n" + "\n".join(invalid)
 
 
 @dataclass

@@ -67,3 +67,18 @@ def test_guard_refuses_a_call_it_cannot_place() -> None:
         "deploy", client, "CreateModel", {"ModelName": "m", "ExecutionRoleArn": "arn:aws:iam::1:role/r"}
     )
     assert ("iam:PassRole", "arn:aws:iam::1:role/r") in {(c.action, c.resource) for c in calls}
+
+
+def test_requests_are_checked_against_the_service_models_constraints() -> None:
+    import boto3
+
+    from tests.constraints import request_violations
+
+    sagemaker = boto3.client("sagemaker", region_name="us-east-1")
+    # EndpointName: at most 63 characters of ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62} (botocore sagemaker model)
+    assert request_violations(sagemaker, "DescribeEndpoint", {"EndpointName": "mlops-demo-endpoint"}) == []
+    assert request_violations(sagemaker, "DescribeEndpoint", {"EndpointName": "a" * 64})
+    assert request_violations(sagemaker, "DescribeEndpoint", {"EndpointName": "under_score"})
+    # ClientRequestToken of StartPipelineExecution: 32 to 128 characters
+    start = {"PipelineName": "mlops-demo-pipeline", "ClientRequestToken": "short"}
+    assert request_violations(sagemaker, "StartPipelineExecution", start)
