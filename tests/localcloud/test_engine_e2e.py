@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
 import tarfile
@@ -22,17 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CODE = ROOT / "training_code"
 SCRIPTS = ("preprocess.py", "train.py", "evaluate.py", "inference.py")
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        importlib.util.find_spec("localcloud.runtime.jobs") is None,
-        reason="the job runner (localcloud.runtime.jobs) has not landed yet",
-    ),
-    pytest.mark.skipif(
-        not all((CODE / s).exists() for s in SCRIPTS),
-        reason=f"training_code/ lacks one of {SCRIPTS}",
-    ),
-]
+pytestmark = [pytest.mark.slow]
 
 
 def _put_content_addressed(s3: Any, bucket: str, name: str, body: bytes) -> str:

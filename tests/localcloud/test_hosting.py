@@ -206,12 +206,13 @@ def test_an_archive_without_a_savedmodel_fails_to_load_with_a_clear_error(
         host.load(f"s3://{BUCKET}/empty/model.tar.gz")
 
 
-@pytest.mark.skipif(not Path("training_code/inference.py").exists(), reason="training_code not there yet")
 def test_the_projects_inference_handlers_serve_through_the_container(
     s3: Any, host: ModelHost, tmp_path: Path
 ):
     # GIVEN a model packaged with the project's inference.py
-    archive, model = build_model_archive(tmp_path, Path("training_code/inference.py").read_text(), seed=3)
+    archive, model = build_model_archive(
+        tmp_path, (Path(__file__).resolve().parents[2] / "training_code" / "inference.py").read_text(), seed=3
+    )
     s3.put_object(Bucket=BUCKET, Key="project/model.tar.gz", Body=archive)
     loaded = host.load(f"s3://{BUCKET}/project/model.tar.gz")
 

@@ -550,14 +550,17 @@ def test_metric_definitions_take_the_last_match_and_keep_the_series():
     assert series == {"loss": [3.0, 2.0, 1.5], "validation:rmse": [2.5, 2.25]}
 
 
-@pytest.mark.skipif(not Path("training_code/preprocess.py").exists(), reason="training_code not there yet")
 def test_real_preprocess_script_runs_sharded_on_the_sample_data(s3: Any, runner: JobRunner):
     # GIVEN the project's preprocessing script and the sample data split into two objects
     rows = Path("data/boston_housing.csv").read_text().splitlines()
     header, body = rows[0], rows[1:]
     put(s3, "real/data/part-1.csv", "\n".join([header, *body[::2]]) + "\n")
     put(s3, "real/data/part-2.csv", "\n".join([header, *body[1::2]]) + "\n")
-    code = put(s3, "real/code/preprocess.py", Path("training_code/preprocess.py").read_text())
+    code = put(
+        s3,
+        "real/code/preprocess.py",
+        (Path(__file__).resolve().parents[2] / "training_code" / "preprocess.py").read_text(),
+    )
     outputs = {name: f"s3://{BUCKET}/real/out/{name}" for name in ("train", "validation", "test")}
     request = processing_request(
         code,

@@ -29,8 +29,7 @@ def resolver(template: dict[str, Any]) -> Resolver:
 
 @pytest.fixture(scope="session")
 def sam() -> Path:
-    if not SAM_BINARY.exists():
-        pytest.skip(f"SAM CLI not installed at {SAM_BINARY} (make bootstrap creates .venv-sam)")
+    assert SAM_BINARY.exists(), f"SAM CLI not installed at {SAM_BINARY}: `make test` bootstraps .venv-sam"
     return SAM_BINARY
 
 

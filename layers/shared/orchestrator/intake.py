@@ -32,8 +32,31 @@ class Ignored:
         return {"status": "ignored", "reason": self.reason, **self.details}
 
 
+MAX_LOGGED_VALUE = 256  # characters of one refused value that reach the log and the response
+MAX_LOGGED_ITEMS = 10
+
+
+def bounded(value: Any) -> Any:
+    """A value from an event, cut to a size a log line can carry: a hostile event can't flood the logs."""
+    if isinstance(value, str):
+        return (
+            value
+            if len(value) <= MAX_LOGGED_VALUE
+            else f"{value[:MAX_LOGGED_VALUE]}...(+{len(value) - MAX_LOGGED_VALUE} chars)"
+        )
+    if isinstance(value, list | tuple):
+        items = [bounded(item) for item in value[:MAX_LOGGED_ITEMS]]
+        return items + (
+            [f"...(+{len(value) - MAX_LOGGED_ITEMS} more)"] if len(value) > MAX_LOGGED_ITEMS else []
+        )
+    if isinstance(value, dict | set) or not isinstance(value, int | float | bool | None):
+        return bounded(json.dumps(value, default=str, sort_keys=True))
+    return value
+
+
 def ignore(reason: str, *, error: bool = False, **details: Any) -> Ignored:
-    """Log why an event is refused (keyword fields) and count it."""
+    """Log why an event is refused (keyword fields, each bounded in size) and count it."""
+    details = {key: bounded(value) for key, value in details.items()}
     log = logger.error if error else logger.warning
     log("event ignored", reason=reason, **details)
     metrics.add_metric(name="EventsIgnored", unit="Count", value=1)
@@ -71,7 +94,8 @@ def parse_tracked_event(raw: Any) -> Any:
     detail_type = raw.get("detail-type") if isinstance(raw, dict) else None
     model = models.get(str(detail_type))
     if model is None:
-        return ignore("malformed", error=True, errors=[f"detail-type: unsupported value {detail_type!r}"])
+        shown = bounded(detail_type) if isinstance(detail_type, str) else type(detail_type).__name__
+        return ignore("malformed", error=True, errors=[f"detail-type: unsupported value {shown!r}"])
     return parse_event(raw, model)
 
 
