@@ -57,5 +57,5 @@ def branch_prefix(branch: str) -> str:
 def lineage_name(project: str, kind: str, *parts: str, limit: int = 120) -> str:
     """<project>-<kind>-<parts>: the handlers' IAM allows Contexts and Actions named <ProjectName>-* only,
     so the project prefix is never shortened (ContextName/ActionName: at most 120 characters)."""
-    head = f"{project}-"  # verbatim: the policies name "${ProjectName}-*" (PROJECT_NAME: ^[a-z][a-z0-9-]{0,29}$)
+    head = f"{project}-"  # verbatim, as the policies name it (PROJECT_NAME is ^[a-z][a-z0-9-]{0,29}$)
     return head + bounded(kind, *parts, limit=limit - len(head))
