@@ -41,7 +41,13 @@ def unpack_model(model_dir: Path, into: Path) -> Path:
     archive = model_dir / "model.tar.gz"
     if archive.is_file():
         with tarfile.open(archive) as tar:
-            tar.extractall(into, filter="data")
+            if hasattr(tarfile, "data_filter"):  # Python 3.11.4+, and every SageMaker TF image
+                tar.extractall(into, filter="data")
+            else:  # an older local Python: refuse what the data filter would
+                for member in tar.getmembers():
+                    if Path(member.name).is_absolute() or ".." in Path(member.name).parts or member.issym():
+                        raise EvaluationError(f"{archive}: unsafe member {member.name!r}")
+                tar.extractall(into)  # noqa: S202
         return into
     if (model_dir / "model" / "1").is_dir():
         return model_dir

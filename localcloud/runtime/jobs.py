@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from localcloud.runtime.s3io import S3Location, download, list_keys, upload_tree
+from localcloud.runtime.s3io import S3Location, download, extract_archive, list_keys, upload_tree
 from localcloud.runtime.worker import PRELOAD_MODULES, ChildSpec, JobProcess, run_child
 
 COMPLETED = "Completed"
@@ -374,8 +374,7 @@ class JobRunner:
                 shutil.copytree(local, code_dir, dirs_exist_ok=True)
                 return
             archive = local
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(code_dir, filter="data")
+        extract_archive(archive, code_dir)
 
     def _upload_training_output(self, inst: _Instance, output: S3Location) -> str:
         model_archive = inst.root.parent / "model.tar.gz"

@@ -4,6 +4,7 @@ it."""
 from __future__ import annotations
 
 import json
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,22 @@ def upload_tree(s3_client: Any, local_dir: Path, location: S3Location) -> list[s
         s3_client.upload_file(str(path), target.bucket, target.key)
         keys.append(target.key)
     return keys
+
+
+def extract_archive(archive: Path, target: Path) -> None:
+    """Unpack a tar archive (as the containers unpack code and models) without letting a member escape
+    `target`: tarfile's "data" filter where this Python has it (3.11.4 and later), otherwise the same
+    refusal of absolute paths, ".." and links that leave the target, checked here."""
+    with tarfile.open(archive, "r:*") as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(target, filter="data")
+            return
+        root = target.resolve()
+        for member in tar.getmembers():
+            destination = (root / member.name).resolve()
+            link = (
+                (destination.parent / member.linkname).resolve() if member.issym() or member.islnk() else root
+            )
+            if not destination.is_relative_to(root) or not link.is_relative_to(root) or member.isdev():
+                raise tarfile.TarError(f"{member.name!r} would be extracted outside {target}")
+        tar.extractall(target)  # noqa: S202 (every member was checked above)

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from localcloud.runtime.s3io import S3Location
+from localcloud.runtime.s3io import S3Location, extract_archive
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -220,8 +220,7 @@ class ModelHost:
         try:
             location = S3Location.parse(model_data_url)
             self.s3.download_file(location.bucket, location.key, str(archive))
-            with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(target, filter="data")
+            extract_archive(archive, target)
         except (ValueError, tarfile.TarError, OSError) as error:
             raise ModelLoadError(f"could not extract {model_data_url}: {error}") from error
         except Exception as error:  # botocore ClientError: the object is missing or unreadable
