@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate bench bench-model clean
+.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model clean
 
 $(VENV)/.stamp: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,12 @@ $(VENV)/.stamp: requirements/dev.txt
 	.venv-sam/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
-bootstrap: $(VENV)/.stamp .venv-synth/.stamp .venv-sam/.stamp
+.venv-audit/.stamp: requirements/audit.txt
+	$(PYTHON) -m venv .venv-audit
+	.venv-audit/bin/pip install -q -r requirements/audit.txt
+	touch $@
+
+bootstrap: $(VENV)/.stamp .venv-synth/.stamp .venv-sam/.stamp .venv-audit/.stamp
 
 synth: .venv-synth/.stamp
 	$(SYNTH_PY) -m orchestrator.pipeline_builder --output layers/shared/orchestrator/pipeline_definition.json
@@ -53,6 +58,16 @@ format: $(VENV)/.stamp
 
 typecheck: $(VENV)/.stamp
 	$(VENV)/bin/mypy
+
+# checkov over template.yaml (every suppression carries its reason in the resource's Metadata), then
+# pip-audit over every pinned requirements file; --strict fails when a package could not be checked (it needs
+# PyPI's JSON API or OSV on the network: this workplace reaches neither, so here it fails, saying so).
+audit: .venv-audit/.stamp
+	.venv-audit/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
+	for requirements in requirements/layer.txt requirements/dev.txt requirements/synth.txt requirements/sam.txt \
+	    requirements/audit.txt; do \
+	  .venv-audit/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r $$requirements || exit 1; \
+	done
 
 validate: .venv-sam/.stamp $(VENV)/.stamp
 	$(VENV)/bin/cfn-lint template.yaml
