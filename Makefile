@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model clean
+.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model mutation clean
 
 $(VENV)/.stamp: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -82,8 +82,12 @@ demo: $(VENV)/.stamp
 bench: $(VENV)/.stamp
 	$(PY) benchmarks/bench.py
 
+# Mutation testing of the layer's decision modules (MODULES="naming intake" for some): benchmarks/results/mutation.json
+mutation: $(VENV)/.stamp
+	$(PY) benchmarks/mutation.py $(MODULES)
+
 bench-model: $(VENV)/.stamp
 	$(PY) benchmarks/model_quality.py --seed $(BENCH_SEED)
 
 clean:
-	rm -rf .aws-sam .localcloud .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .aws-sam .localcloud .pytest_cache .mypy_cache .ruff_cache .mutation

@@ -1,0 +1,129 @@
+"""`make mutation`: mutation testing (mutmut) of the layer's decision modules, each against the tests that
+cover it; writes the score and every survivor to benchmarks/results/mutation.json.
+
+mutmut derives a mutant's module from its file path, so the layer (layers/shared/orchestrator) is staged
+with the tests, handlers, events and template in .mutation/, where `orchestrator` is a top-level package as
+it is on the Lambda layer's import path. Usage: `python benchmarks/mutation.py [module ...]` (default: all).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKSPACE = ROOT / ".mutation"
+RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
+
+# module -> the tests that exercise its decisions (mutmut runs, of these, the ones that reach the mutant)
+MODULES: dict[str, list[str]] = {
+    "naming": ["tests/unit/test_naming.py", "tests/properties/test_naming.py"],
+    "intake": [
+        "tests/properties/test_hostile_events.py",
+        "tests/unit/test_permanent_and_transient_errors.py",
+    ],
+    "events": ["tests/properties/test_hostile_events.py", "tests/template/test_aws_documented_events.py"],
+    "packaging": ["tests/unit/test_start_pipeline.py"],
+    "push": ["tests/unit/test_start_pipeline.py", "tests/unit/test_permanent_and_transient_errors.py"],
+    "deploy": ["tests/unit/test_deploy.py", "tests/unit/test_permanent_and_transient_errors.py"],
+    "track": ["tests/unit/test_track_and_lineage.py"],
+    "lineage": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_start_pipeline.py"],
+}
+# Mutants that change nothing a caller can observe, by name, with the reason (also listed in the README).
+EQUIVALENT: dict[str, str] = {}
+_RESULT_LINE = re.compile(r"^\s*orchestrator\.(?P<module>\w+)\.(?P<mutant>\S+): (?P<status>.+)$")
+
+
+def stage(modules: list[str]) -> None:
+    shutil.rmtree(WORKSPACE, ignore_errors=True)
+    WORKSPACE.mkdir()
+    shutil.copytree(ROOT / "layers" / "shared" / "orchestrator", WORKSPACE / "orchestrator")
+    for item in ("tests", "functions", "events"):
+        shutil.copytree(ROOT / item, WORKSPACE / item, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "template.yaml", WORKSPACE / "template.yaml")
+    tests = sorted({test for module in modules for test in MODULES[module]})
+    config = [
+        "[tool.mutmut]",
+        'source_paths = ["orchestrator"]',
+        f"only_mutate = {json.dumps([f'orchestrator/{module}.py' for module in modules])}",
+        'also_copy = ["functions", "events", "template.yaml"]',
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}",
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q"]',
+        "",
+        "[tool.pytest.ini_options]",
+        'markers = ["slow: slow tests"]',
+    ]
+    (WORKSPACE / "pyproject.toml").write_text("\n".join(config) + "\n")
+
+
+def run(modules: list[str]) -> dict[str, object]:
+    stage(modules)
+    env = {**os.environ, "PYTHONPATH": str(WORKSPACE), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    started = time.monotonic()
+    subprocess.run([str(mutmut), "run"], cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL)
+    seconds = time.monotonic() - started
+    listing = subprocess.run(
+        [str(mutmut), "results", "--all", "true"],
+        cwd=WORKSPACE,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    per_module: dict[str, dict[str, object]] = {}
+    for line in listing.splitlines():
+        match = _RESULT_LINE.match(line)
+        if not match:
+            continue
+        entry = per_module.setdefault(match["module"], {"mutants": 0, "killed": 0, "survivors": {}})
+        name = f"orchestrator.{match['module']}.{match['mutant']}"
+        entry["mutants"] = int(entry["mutants"]) + 1  # type: ignore[call-overload]
+        if match["status"] == "killed":
+            entry["killed"] = int(entry["killed"]) + 1  # type: ignore[call-overload]
+        else:
+            entry["survivors"][name] = EQUIVALENT.get(name, match["status"])  # type: ignore[index]
+    for entry in per_module.values():
+        equivalent = sum(1 for name in entry["survivors"] if name in EQUIVALENT)  # type: ignore[attr-defined]
+        effective = int(entry["mutants"]) - equivalent  # type: ignore[call-overload]
+        entry["score"] = round(int(entry["killed"]) / effective, 4) if effective else 1.0  # type: ignore[call-overload]
+    total = sum(int(e["mutants"]) for e in per_module.values())  # type: ignore[call-overload]
+    killed = sum(int(e["killed"]) for e in per_module.values())  # type: ignore[call-overload]
+    equivalent_total = sum(
+        1
+        for e in per_module.values()
+        for name in e["survivors"]
+        if name in EQUIVALENT  # type: ignore[attr-defined]
+    )
+    return {
+        "tool": "mutmut 3.8.1",
+        "modules": modules,
+        "seconds": round(seconds, 1),
+        "mutants": total,
+        "killed": killed,
+        "equivalent": equivalent_total,
+        "score": round(killed / (total - equivalent_total), 4) if total > equivalent_total else 1.0,
+        "per_module": per_module,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("modules", nargs="*", choices=list(MODULES), help="default: every module")
+    args = parser.parse_args(argv)
+    result = run(args.modules or list(MODULES))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "per_module"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
