@@ -77,3 +77,24 @@ def test_execution_identity_is_fixed_by_repository_branch_and_commit() -> None:
     assert naming.execution_display_name("feature/x", commit) == "feature-x-7f6e1f5a2b3c"
     # the branch part is at most 60 characters, so a display name stays within SageMaker's 82
     assert naming.branch_prefix("b" * 100) == "b" * 60 + "-"
+
+
+def test_bounded_leaves_a_name_that_fits_alone() -> None:
+    assert naming.bounded("abc") == "abc"  # no tail: no trailing hyphen
+    assert naming.bounded("a" * 60, "v1", limit=63) == "a" * 60 + "-v1"  # exactly the limit still fits
+
+
+def test_bounded_cuts_without_leaving_a_hyphen_at_either_cut() -> None:
+    # the head is cut right after a hyphen (and an upper-case X that must stay): no "--"
+    head = "a" * 26 + "X-" + "b" * 40
+    digest = naming.short_hash(f"{head}-tail", length=6)
+    assert naming.bounded(head, "tail", limit=40) == f"{'a' * 26}X-{digest}-tail"
+    # a tail too long for the room: the head keeps one character, and the cut never ends on a hyphen
+    tail = "x" * 52 + "X-" + "y" * 10
+    digest = naming.short_hash(f"hello-{tail}", length=6)
+    assert naming.bounded("hello", tail, limit=63) == f"h-{digest}-{'x' * 52}X"
+
+
+@pytest.mark.parametrize(("text", "slugged"), [("Main", "Main"), ("Xa-X", "Xa-X")])
+def test_slug_keeps_upper_case(text: str, slugged: str) -> None:
+    assert naming.slug(text) == slugged
