@@ -26,6 +26,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
 MODULES: dict[str, list[str]] = {
     "naming": ["tests/unit/test_naming.py", "tests/properties/test_naming.py"],
     "intake": [
+        "tests/unit/test_intake.py",
         "tests/properties/test_hostile_events.py",
         "tests/unit/test_permanent_and_transient_errors.py",
     ],
