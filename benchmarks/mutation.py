@@ -38,7 +38,14 @@ MODULES: dict[str, list[str]] = {
     "lineage": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_start_pipeline.py"],
 }
 # Mutants that change nothing a caller can observe, by name, with the reason (also listed in the README).
-EQUIVALENT: dict[str, str] = {}
+_ROOT_LOCATION = (
+    "the fallback name of an error at the event's root: none of our models validates at the root, so pydantic "
+    "puts every error under a field and the fallback is never shown"
+)
+EQUIVALENT: dict[str, str] = {
+    "orchestrator.intake.x_parse_event__mutmut_36": _ROOT_LOCATION,
+    "orchestrator.intake.x_parse_event__mutmut_37": _ROOT_LOCATION,
+}
 _RESULT_LINE = re.compile(r"^\s*orchestrator\.(?P<module>\w+)\.(?P<mutant>\S+): (?P<status>.+)$")
 
 

@@ -108,3 +108,37 @@ def test_bounded_cuts_long_values_to_what_a_log_line_can_carry() -> None:
     assert bounded({"b": 1, "a": {2}}) == '{"a": "{2}", "b": 1}'
     for plain in (None, 3, 2.5, True):
         assert bounded(plain) == plain
+
+
+def test_malformed_events_are_logged_as_errors(caplog: pytest.LogCaptureFixture) -> None:
+    event = load_event("codecommit_push")
+    event["detail"]["commitId"] = "not-a-commit"
+    parse_event(event, CodeCommitPushEvent)
+    parse_tracked_event({"detail-type": "Something Else"})
+    assert [line["reason"] for line in logged(caplog, "event ignored", "ERROR")] == ["malformed", "malformed"]
+
+
+def test_a_model_that_fails_other_than_by_validation_is_still_a_logged_refusal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from pydantic import BaseModel, field_validator
+
+    class Fussy(BaseModel):
+        value: int
+
+        @field_validator("value")
+        @classmethod
+        def _explode(cls, value: int) -> int:
+            raise TypeError("cannot compare a value with a shape")  # pydantic lets TypeError through
+
+    refused = parse_event({"value": 1}, Fussy)
+    assert refused == Ignored(
+        "malformed", {"model": "Fussy", "errors": ["cannot compare a value with a shape"]}
+    )
+    assert logged(caplog, "event ignored", "ERROR")[0]["reason"] == "malformed"
+
+
+def test_bounded_writes_any_other_value_as_json_text() -> None:
+    from decimal import Decimal
+
+    assert bounded(Decimal("1.5")) == '"1.5"'
