@@ -30,7 +30,11 @@ MODULES: dict[str, list[str]] = {
         "tests/properties/test_hostile_events.py",
         "tests/unit/test_permanent_and_transient_errors.py",
     ],
-    "events": ["tests/properties/test_hostile_events.py", "tests/template/test_aws_documented_events.py"],
+    "events": [
+        "tests/unit/test_event_models.py",
+        "tests/properties/test_hostile_events.py",
+        "tests/template/test_aws_documented_events.py",
+    ],
     "packaging": ["tests/unit/test_start_pipeline.py"],
     "push": ["tests/unit/test_start_pipeline.py", "tests/unit/test_permanent_and_transient_errors.py"],
     "deploy": ["tests/unit/test_deploy.py", "tests/unit/test_permanent_and_transient_errors.py"],
