@@ -43,8 +43,8 @@ MODULES: dict[str, list[str]] = {
 }
 # Mutants that change nothing a caller can observe, by name, with the reason (also listed in the README).
 _ROOT_LOCATION = (
-    "the fallback name of an error at the event's root: none of our models validates at the root, so pydantic "
-    "puts every error under a field and the fallback is never shown"
+    "the fallback name of an error at the event's root: none of our models validates at the root, so "
+    "pydantic puts every error under a field and the fallback is never shown"
 )
 EQUIVALENT: dict[str, str] = {
     "orchestrator.intake.x_parse_event__mutmut_36": _ROOT_LOCATION,
