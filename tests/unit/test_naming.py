@@ -98,3 +98,20 @@ def test_bounded_cuts_without_leaving_a_hyphen_at_either_cut() -> None:
 @pytest.mark.parametrize(("text", "slugged"), [("Main", "Main"), ("Xa-X", "Xa-X")])
 def test_slug_keeps_upper_case(text: str, slugged: str) -> None:
     assert naming.slug(text) == slugged
+
+
+@pytest.mark.parametrize(
+    ("display_name", "branch", "ours"),
+    [
+        ("main-0123456789ab", "main", True),
+        ("main-old-0123456789ab", "main", False),  # a run of branch main-old
+        ("main-0123456789a", "main", False),
+        ("main-0123456789abc", "main", False),
+        ("main-0123456789AB", "main", False),
+        ("feature-x-0123456789ab", "feature/x", True),
+    ],
+)
+def test_a_display_name_is_told_apart_from_a_longer_branchs(
+    display_name: str, branch: str, ours: bool
+) -> None:
+    assert naming.is_display_name_of_branch(display_name, branch) is ours

@@ -151,8 +151,16 @@ def test_change_to_a_pipeline_config_path_starts_a_run(cloud: Cloud, context: An
     ("change", "reason"),
     [
         ({"referenceName": "feature-x", "referenceFullName": "refs/heads/feature-x"}, "other-branch"),
+        # near misses: a branch that only starts like ours, a full name that disagrees with the short one,
+        # a repository and an account one character away
+        ({"referenceName": "main-old", "referenceFullName": "refs/heads/main-old"}, "other-branch"),
+        ({"referenceName": "mai", "referenceFullName": "refs/heads/mai"}, "other-branch"),
+        ({"referenceFullName": "refs/heads/main-old"}, "inconsistent-reference"),
+        ({"referenceFullName": "refs/tags/main"}, "inconsistent-reference"),
         ({"repositoryName": "someone-elses-repo"}, "foreign-repository"),
+        ({"repositoryName": "mlops-demo-old"}, "foreign-repository"),
         ({"account": "999999999999"}, "foreign-account"),
+        ({"account": "123456789013"}, "foreign-account"),
         ({"event": "referenceDeleted"}, "not-a-push"),
         ({"referenceType": "tag"}, "other-branch"),
     ],
@@ -297,3 +305,117 @@ def test_push_is_recorded_in_the_commit_lineage(cloud: Cloud, context: Any) -> N
         f"mlops-demo-pipeline-execution-{run.rsplit('/', 1)[-1]}",
         "ContributedTo",
     ) in cloud.lineage.chain()
+
+
+def test_only_paths_under_a_watched_folder_count_as_changed(cloud: Cloud, context: Any) -> None:
+    # GIVEN commits touching a sibling folder whose name only starts like training_code/, and a file named
+    # like a watched config path with a suffix (the near misses of the path boundary)
+    base = cloud.repository.commit(TRAINING_CODE)
+    sibling = cloud.repository.commit({"training_code_old/train.py": b"print('old')\n"}, parent=base)
+    suffixed = cloud.repository.commit({"pipeline.yaml.bak": b"x\n"}, parent=sibling)
+    # WHEN they are pushed THEN neither starts a run
+    assert lambda_handler(push_event(sibling, base), context)["status"] == "skipped"
+    assert lambda_handler(push_event(suffixed, sibling), context)["status"] == "skipped"
+    # AND a file directly in the folder does
+    inside = cloud.repository.commit({"training_code/features.py": b"X = 1\n"}, parent=suffixed)
+    assert lambda_handler(push_event(inside, suffixed), context)["status"] == "started"
+
+
+def test_the_code_archive_does_not_depend_on_when_it_is_built(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time as time_module
+
+    from orchestrator.adapters.codecommit import CodeCommitAdapter
+    from orchestrator.packaging import sourcedir_tarball
+
+    # GIVEN a commit's training folder
+    commit = cloud.repository.commit(TRAINING_CODE)
+    files = CodeCommitAdapter().read_folder(REPOSITORY, commit, "training_code")
+    # WHEN it is packaged now, and again an hour later (the clock both tar and gzip would read)
+    now = sourcedir_tarball(files)
+    later = time_module.time() + 3600
+    monkeypatch.setattr(time_module, "time", lambda: later)
+    # THEN the bytes are the same: content-addressed code keeps its key across pushes of the same tree
+    assert sourcedir_tarball(files) == now
+
+
+def test_the_run_is_started_with_a_token_derived_from_the_commit(cloud: Cloud, context: Any) -> None:
+    # moto ignores ClientRequestToken, so the request is recorded on its way to moto: the token must be
+    # the same for every retry of this commit (SageMaker returns the first execution for a repeated token)
+    import hashlib
+
+    seen: list[dict[str, Any]] = []
+    real = cloud.sagemaker._make_api_call
+
+    def record(params: dict[str, Any]) -> dict[str, Any]:
+        seen.append(params)
+        return dict(real("StartPipelineExecution", params))
+
+    cloud.apis.serve("sagemaker", "StartPipelineExecution", record)
+    commit = cloud.repository.commit(TRAINING_CODE)
+    lambda_handler(push_event(commit), context)
+    [request] = seen
+    expected = hashlib.sha256(f"{REPOSITORY}:main:{commit}".encode()).hexdigest()
+    assert request["ClientRequestToken"] == expected
+
+
+def test_a_new_execution_role_updates_the_pipeline_even_with_the_same_definition(
+    cloud: Cloud, context: Any
+) -> None:
+    from orchestrator.pipeline_definition import shipped_definition
+    from tests.unit.conftest import ACCOUNT, ROLE
+
+    # GIVEN the pipeline holds today's definition but runs as the role of an earlier stack
+    cloud.sagemaker.create_pipeline(
+        PipelineName=PIPELINE,
+        PipelineDefinition=shipped_definition().body,
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/mlops-demo-sagemaker-before",
+    )
+    # WHEN a push arrives
+    commit = cloud.repository.commit(TRAINING_CODE)
+    result = lambda_handler(push_event(commit), context)
+    # THEN the pipeline is updated to run as the stack's role
+    assert result["pipeline"] == "updated"
+    assert cloud.sagemaker.describe_pipeline(PipelineName=PIPELINE)["RoleArn"] == ROLE
+
+
+def test_only_runs_of_this_branch_and_repository_are_superseded(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.conftest import reset_caches
+
+    monkeypatch.setenv("STOP_SUPERSEDED_EXECUTIONS", "true")
+    reset_caches()
+    # GIVEN executing runs: one of a branch whose name only starts like ours, one of another repository
+    # on our branch, and one of ours for an older commit
+    older = cloud.repository.commit(TRAINING_CODE)
+    ours = lambda_handler(push_event(older), context)["execution_arn"]
+    executions = moto_sagemaker().pipelines[PIPELINE].pipeline_executions
+    executions[ours].pipeline_execution_status = "Executing"
+    parameters = [
+        {"Name": "RepositoryName", "Value": REPOSITORY},
+        {"Name": "CommitId", "Value": "c" * 40},
+    ]
+    other_branch = cloud.sagemaker.start_pipeline_execution(
+        PipelineName=PIPELINE,
+        PipelineExecutionDisplayName=f"main-old-{'c' * 12}",
+        PipelineParameters=parameters,
+    )["PipelineExecutionArn"]
+    other_repository = cloud.sagemaker.start_pipeline_execution(
+        PipelineName=PIPELINE,
+        PipelineExecutionDisplayName=f"main-{'d' * 12}",
+        PipelineParameters=[
+            {"Name": "RepositoryName", "Value": "someone-elses"},
+            {"Name": "CommitId", "Value": "d" * 40},
+        ],
+    )["PipelineExecutionArn"]
+    for arn in (other_branch, other_repository):
+        executions[arn].pipeline_execution_status = "Executing"
+    # WHEN a newer commit of our branch is pushed
+    newer = cloud.repository.commit({"training_code/train.py": b"print('newer')\n"}, parent=older)
+    result = lambda_handler(push_event(newer, older), context)
+    # THEN only our older run is stopped
+    assert result["superseded"] == [ours]
+    statuses = {e["PipelineExecutionArn"]: e["PipelineExecutionStatus"] for e in cloud.executions()}
+    assert statuses[other_branch] == statuses[other_repository] == "Executing"

@@ -54,6 +54,16 @@ def branch_prefix(branch: str) -> str:
     return f"{slug(branch)[:60]}-"
 
 
+def is_display_name_of_branch(display_name: str, branch: str) -> bool:
+    """Whether execution_display_name(branch, <commit>) gave this name: the branch's prefix and exactly 12
+    hex digits, so a run of "main-old" (main-old-<12 hex>) is never taken for one of "main"."""
+    prefix = branch_prefix(branch)
+    return (
+        display_name.startswith(prefix)
+        and re.fullmatch(r"[0-9a-f]{12}", display_name[len(prefix) :]) is not None
+    )
+
+
 def lineage_name(project: str, kind: str, *parts: str, limit: int = 120) -> str:
     """<project>-<kind>-<parts>: the handlers' IAM allows Contexts and Actions named <ProjectName>-* only,
     so the project prefix is never shortened (ContextName/ActionName: at most 120 characters)."""

@@ -17,7 +17,7 @@ from orchestrator.events import CodeCommitPushEvent
 from orchestrator.idempotency import run_once
 from orchestrator.intake import ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
-from orchestrator.naming import branch_prefix, execution_display_name, execution_token
+from orchestrator.naming import execution_display_name, execution_token, is_display_name_of_branch
 from orchestrator.observability import logger, metrics
 from orchestrator.packaging import sourcedir_tarball
 from orchestrator.pipeline_definition import PipelineDefinition, shipped_definition, upsert_pipeline
@@ -132,7 +132,7 @@ def stop_superseded(
     stopped = []
     for summary in sagemaker.executing_executions(pipeline):
         arn = summary["PipelineExecutionArn"]
-        if not str(summary.get("PipelineExecutionDisplayName", "")).startswith(branch_prefix(commit.branch)):
+        if not is_display_name_of_branch(str(summary.get("PipelineExecutionDisplayName", "")), commit.branch):
             continue
         parameters = sagemaker.execution_parameters(arn)
         if parameters.get("RepositoryName") != commit.repository or parameters.get("CommitId") in (
