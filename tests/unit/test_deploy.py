@@ -465,3 +465,69 @@ def test_pending_and_malformed_package_events_are_ignored(cloud: Cloud, context:
     assert refused["reason"] == "malformed"
     assert "ModelPackageGroupName" in str(refused["errors"])
     assert cloud.sagemaker.list_models()["Models"] == []
+
+
+def test_a_package_arn_of_another_account_is_refused_even_in_our_accounts_event(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN an event from our account about a package whose ARN names another (the near miss: one digit)
+    event = load_event("model_package_approved")
+    foreign = f"arn:aws:sagemaker:us-east-1:123456789013:model-package/{GROUP}/1"
+    event["resources"] = [foreign]
+    event["detail"]["ModelPackageArn"] = foreign
+    # WHEN it arrives THEN it is refused before SageMaker is asked anything
+    result = deploy_with_calls(cloud, event, context)
+    assert (result["status"], result["reason"]) == ("ignored", "foreign-account")
+    assert cloud.apis.calls["sagemaker.DescribeModelPackage"] == []
+
+
+def deploy_with_calls(cloud: Cloud, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run the handler with DescribeModelPackage recorded (it reaches moto unchanged)."""
+    real = cloud.sagemaker._make_api_call
+    cloud.apis.serve(
+        "sagemaker", "DescribeModelPackage", lambda params: dict(real("DescribeModelPackage", params))
+    )
+    return lambda_handler(event, context)
+
+
+def test_sagemakers_own_record_of_the_package_decides(cloud: Cloud, context: Any) -> None:
+    # GIVEN an approved package of ours, as SageMaker describes it
+    arn = package(cloud, 1)
+    event = decide(cloud, arn, "Approved")
+    real = cloud.sagemaker._make_api_call
+    changes: dict[str, Any] = {}
+
+    def described(params: dict[str, Any]) -> dict[str, Any]:
+        return {**real("DescribeModelPackage", params), **changes}
+
+    cloud.apis.serve("sagemaker", "DescribeModelPackage", described)
+    # WHEN SageMaker's record says the package lives in another account, or is not Completed yet
+    changes["ModelPackageArn"] = arn.replace("123456789012", "123456789013")
+    assert lambda_handler(event, context)["reason"] == "foreign-account"
+    changes.clear()
+    changes["ModelPackageStatus"] = "InProgress"
+    refused = lambda_handler(event, context)
+    # THEN nothing is deployed
+    assert (refused["reason"], refused["package_status"]) == ("package-not-completed", "InProgress")
+    assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
+    # AND the near miss: the same record, Completed and ours, deploys
+    changes.clear()
+    assert lambda_handler(event, context)["endpoint"]["action"] == "created"
+
+
+def test_a_rejected_live_package_rolls_back_to_the_newest_other_approved_one(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1, v2 and v3 approved (v3 live), v4 registered and pending, v5 rejected
+    v1, v2, v3 = package(cloud, 1), package(cloud, 2), package(cloud, 3)
+    for arn in (v1, v2, v3):
+        lambda_handler(decide(cloud, arn, "Approved"), context)
+    package(cloud, 4)
+    v5 = package(cloud, 5)
+    cloud.sagemaker.update_model_package(ModelPackageArn=v5, ModelApprovalStatus="Rejected")
+    assert serving_package(cloud) == v3
+    # WHEN v3 is rejected
+    result = lambda_handler(decide(cloud, v3, "Rejected"), context)
+    # THEN the endpoint goes back to v2: the newest Approved one (not v1, the oldest; not v4 or v5)
+    assert result["rollback_package_arn"] == v2
+    assert serving_package(cloud) == v2

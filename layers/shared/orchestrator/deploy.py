@@ -489,7 +489,7 @@ def verification_failure(
     if description.get("ModelPackageGroupName") != settings.model_package_group_name:
         return {"reason": "foreign-group", "group": description.get("ModelPackageGroupName")}
     if str(description.get("ModelPackageArn", "")).split(":")[4:5] != [account]:
-        return {"reason": "foreign-account", "package_arn": description.get("ModelPackageArn")}
+        return {"reason": "foreign-account", "described_arn": description.get("ModelPackageArn")}
     actual = description.get("ModelApprovalStatus")
     if actual != event.detail.model_approval_status:
         return {
