@@ -365,6 +365,13 @@ def test_batch_target_creates_the_transform_job_once(
     assert second["batch"] == {"action": "none", "reason": "transform-job-exists", "transform_job": job_name}
     assert len(cloud.sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
     assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
+    # AND the commit's lineage lists the transform job its model ran
+    from orchestrator.adapters.ledger import Ledger
+    from orchestrator.lineage import commit_lineage
+    from tests.unit.conftest import REPOSITORY, TABLE
+
+    went = commit_lineage(Ledger(TABLE), REPOSITORY, f"{1:040x}")
+    assert [job["transform_job"] for job in went["transform_jobs"]] == [job_name]
 
 
 def test_rejecting_the_live_package_rolls_back_to_the_previous_approved(cloud: Cloud, context: Any) -> None:
