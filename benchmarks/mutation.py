@@ -128,8 +128,11 @@ def run(modules: list[str]) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("modules", nargs="*", choices=list(MODULES), help="default: every module")
+    parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
     args = parser.parse_args(argv)
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
     result = run(args.modules or list(MODULES))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
