@@ -538,3 +538,28 @@ def test_a_rejected_live_package_rolls_back_to_the_newest_other_approved_one(
     # THEN the endpoint goes back to v2: the newest Approved one (not v1, the oldest; not v4 or v5)
     assert result["rollback_package_arn"] == v2
     assert serving_package(cloud) == v2
+
+
+def test_two_approvals_at_once_deploy_once_and_the_later_package_wins(cloud: Cloud, context: Any) -> None:
+    from orchestrator.adapters.ledger import Ledger
+    from tests.unit.conftest import TABLE
+
+    # GIVEN v1 live, then v2 and v3 approved at once: v3's invocation found v2's holding the lease and
+    # kept its decision (what a concurrent invocation leaves in the ledger)
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    v2, v3 = package(cloud, 2), package(cloud, 3)
+    early, late = decide(cloud, v2, "Approved"), decide(cloud, v3, "Approved")
+    ledger = Ledger(TABLE)
+    assert ledger.acquire_lease(f"ENDPOINT#{ENDPOINT}", "v2-invocation", 300)
+    assert lambda_handler(late, context)["endpoint"]["action"] == "deferred"
+    ledger.release_lease(f"ENDPOINT#{ENDPOINT}", "v2-invocation")
+    updates_before = len(cloud.apis.calls["sagemaker.UpdateEndpoint"])
+
+    # WHEN v2's invocation carries on
+    result = lambda_handler(early, context)
+
+    # THEN v2 is not deployed; the kept v3 is, in the same invocation: one deployment, the later package
+    assert result["endpoint"]["reason"] == "superseded-by-a-later-decision"
+    assert result["resumed"]["package_arn"] == v3
+    assert len(cloud.apis.calls["sagemaker.UpdateEndpoint"]) == updates_before + 1
+    assert serving_package(cloud) == v3

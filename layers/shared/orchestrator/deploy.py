@@ -422,6 +422,18 @@ def carry_out(
         status = canonical_status(str((described or {}).get("EndpointStatus", "")))
         if status in BUSY:
             return defer(decision, settings, services, f"endpoint is {status}")
+        kept = services.ledger.get(pk, "PENDING")
+        if kept is not None and str(kept["decided_at"]) > decision.decided_at:
+            # a later decision arrived while this one waited for the lease: it is the one to carry out
+            # (resume_pending does, next), so two approvals at once deploy once, the later package
+            logger.info(
+                "decision superseded by a later one waiting",
+                endpoint_name=endpoint,
+                package_arn=decision.package_arn,
+                later_package_arn=kept.get("package_arn"),
+            )
+            metrics.add_metric(name="DecisionsSuperseded", unit="Count", value=1)
+            return {"action": "none", "reason": "superseded-by-a-later-decision", "endpoint_name": endpoint}
         if not services.ledger.put_if_not_older(
             pk, "LAST_DECISION", "decided_at", kind="last-decision", **asdict(decision)
         ):
