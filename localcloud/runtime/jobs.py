@@ -143,29 +143,17 @@ class JobRunner:
         codes = self._run_instances(specs, request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"))
         if len(hosts) > 1:
             _combine_logs([i.log_path for i in instances], hosts, log_path)
+
+        def failed(reason: str, **fields: Any) -> JobResult:
+            return JobResult(job_name, FAILED, start, _now(), log_path, failure_reason=reason, **fields)
+
         try:
             exit_message = _exit_message(instances)
         except UnicodeDecodeError:
-            return JobResult(
-                job_name,
-                FAILED,
-                start,
-                _now(),
-                log_path,
-                failure_reason="ClientError: /opt/ml/output/message is not UTF-8 encoded",
-            )
+            return failed("ClientError: /opt/ml/output/message is not UTF-8 encoded")
         failure = _first_failure(instances, codes, failure_file=None)
         if failure is not None:
-            return JobResult(
-                job_name,
-                FAILED,
-                start,
-                _now(),
-                log_path,
-                failure_reason=failure[1],
-                exit_code=failure[0],
-                exit_message=exit_message,
-            )
+            return failed(failure[1], exit_code=failure[0], exit_message=exit_message)
         outputs: dict[str, str] = {}
         try:
             for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
@@ -177,15 +165,7 @@ class JobRunner:
                     upload_tree(self.s3, Path(inst.rewrite(s3_output["LocalPath"])), destination)
                 outputs[output["OutputName"]] = s3_output["S3Uri"]
         except Exception as error:  # any upload error fails the job, as on SageMaker
-            return JobResult(
-                job_name,
-                FAILED,
-                start,
-                _now(),
-                log_path,
-                exit_code=0,
-                failure_reason=f"ClientError: uploading outputs failed: {error}",
-            )
+            return failed(f"ClientError: uploading outputs failed: {error}", exit_code=0)
         return JobResult(
             job_name,
             COMPLETED,
