@@ -63,7 +63,7 @@ typecheck: $(VENV)/.stamp
 # pip-audit over every pinned requirements file; --strict fails when a package could not be checked (it needs
 # PyPI's JSON API or OSV on the network: this workplace reaches neither, so here it fails, saying so).
 audit: .venv-audit/.stamp
-	.venv-audit/bin/checkov -f template.yaml --framework cloudformation --compact --quiet
+	.venv-audit/bin/checkov -f template.yaml --framework cloudformation --compact --quiet --skip-download
 	for requirements in requirements/layer.txt requirements/dev.txt requirements/synth.txt requirements/sam.txt \
 	    requirements/audit.txt; do \
 	  .venv-audit/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r $$requirements || exit 1; \
