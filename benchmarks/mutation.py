@@ -75,12 +75,13 @@ def stage(modules: list[str]) -> None:
     (WORKSPACE / "pyproject.toml").write_text("\n".join(config) + "\n")
 
 
-def run(modules: list[str]) -> dict[str, object]:
-    stage(modules)
+def run(modules: list[str], report_only: bool = False) -> dict[str, object]:
     env = {**os.environ, "PYTHONPATH": str(WORKSPACE), "TF_CPP_MIN_LOG_LEVEL": "2"}
     mutmut = Path(sys.executable).with_name("mutmut")
     started = time.monotonic()
-    subprocess.run([str(mutmut), "run"], cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL)
+    if not report_only:
+        stage(modules)
+        subprocess.run([str(mutmut), "run"], cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.monotonic() - started
     listing = subprocess.run(
         [str(mutmut), "results", "--all", "true"],
@@ -97,6 +98,9 @@ def run(modules: list[str]) -> dict[str, object]:
             continue
         entry = per_module.setdefault(match["module"], {"mutants": 0, "killed": 0, "survivors": {}})
         name = f"orchestrator.{match['module']}.{match['mutant']}"
+        if match["status"] == "not checked":  # a run stopped early (--report-only): not counted
+            entry["not_checked"] = int(entry.get("not_checked", 0)) + 1  # type: ignore[call-overload]
+            continue
         entry["mutants"] = int(entry["mutants"]) + 1  # type: ignore[call-overload]
         if match["status"] == "killed":
             entry["killed"] = int(entry["killed"]) + 1  # type: ignore[call-overload]
@@ -129,11 +133,14 @@ def run(modules: list[str]) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="report the staged run's results so far, without running"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
-    result = run(args.modules or list(MODULES))
+    result = run(args.modules or list(MODULES), report_only=args.report_only)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "per_module"}))
