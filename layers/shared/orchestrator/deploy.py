@@ -377,6 +377,16 @@ def _endpoint_work(
     return roll_back_rejected(package, settings, services)
 
 
+def superseded(
+    endpoint: str, decision: Decision, message: str, warn: bool = False, **fields: Any
+) -> dict[str, Any]:
+    """A decision that a later one outdates: logged, counted, and answered without touching the endpoint."""
+    log = logger.warning if warn else logger.info
+    log(message, endpoint_name=endpoint, package_arn=decision.package_arn, **fields)
+    metrics.add_metric(name="DecisionsSuperseded", unit="Count", value=1)
+    return {"action": "none", "reason": "superseded-by-a-later-decision", "endpoint_name": endpoint}
+
+
 def defer(decision: Decision, settings: DeploySettings, services: DeployServices, why: str) -> dict[str, Any]:
     """Keep the decision until the endpoint can take it; an older one than the kept decision is dropped."""
     endpoint = str(settings.endpoint_name)
@@ -388,21 +398,17 @@ def defer(decision: Decision, settings: DeploySettings, services: DeployServices
         reason=why,
         **asdict(decision),
     )
+    if not kept:
+        return superseded(endpoint, decision, "decision superseded by a later one", reason=why)
     logger.info(
-        "decision deferred until the endpoint is in service"
-        if kept
-        else "decision superseded by a later one",
+        "decision deferred until the endpoint is in service",
         endpoint_name=endpoint,
         package_arn=decision.package_arn,
         approval_status=decision.approval_status,
         reason=why,
     )
-    metrics.add_metric(name="DecisionsDeferred" if kept else "DecisionsSuperseded", unit="Count", value=1)
-    return {
-        "action": "deferred" if kept else "none",
-        "reason": why if kept else "superseded-by-a-later-decision",
-        "endpoint_name": endpoint,
-    }
+    metrics.add_metric(name="DecisionsDeferred", unit="Count", value=1)
+    return {"action": "deferred", "reason": why, "endpoint_name": endpoint}
 
 
 def carry_out(
@@ -426,25 +432,22 @@ def carry_out(
         if kept is not None and str(kept["decided_at"]) > decision.decided_at:
             # a later decision arrived while this one waited for the lease: it is the one to carry out
             # (resume_pending does, next), so two approvals at once deploy once, the later package
-            logger.info(
+            return superseded(
+                endpoint,
+                decision,
                 "decision superseded by a later one waiting",
-                endpoint_name=endpoint,
-                package_arn=decision.package_arn,
                 later_package_arn=kept.get("package_arn"),
             )
-            metrics.add_metric(name="DecisionsSuperseded", unit="Count", value=1)
-            return {"action": "none", "reason": "superseded-by-a-later-decision", "endpoint_name": endpoint}
         if not services.ledger.put_if_not_older(
             pk, "LAST_DECISION", "decided_at", kind="last-decision", **asdict(decision)
         ):
-            logger.warning(
+            return superseded(
+                endpoint,
+                decision,
                 "decision superseded by a later one already carried out",
-                endpoint_name=endpoint,
-                package_arn=decision.package_arn,
                 decided_at=decision.decided_at,
+                warn=True,
             )
-            metrics.add_metric(name="DecisionsSuperseded", unit="Count", value=1)
-            return {"action": "none", "reason": "superseded-by-a-later-decision", "endpoint_name": endpoint}
         # a pending decision older than this one is outdated by it
         services.ledger.delete_if_not_newer(pk, "PENDING", "decided_at", decision.decided_at)
         return _endpoint_work(package, settings, services)
