@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,6 +152,20 @@ class Cloud:
     @property
     def s3(self) -> Any:
         return boto3.client("s3", region_name=REGION)
+
+    def through_moto(
+        self,
+        operation: str,
+        around: Callable[[dict[str, Any], Callable[..., dict[str, Any]]], Any] | None = None,
+    ) -> None:
+        """Serve a SageMaker operation by moto, with `around(params, moto)` in between: to record the
+        request, change the answer or fail first. (A client made before the stand-in still reaches moto.)"""
+        moto_call = self.sagemaker._make_api_call
+
+        def moto(params: dict[str, Any]) -> dict[str, Any]:
+            return dict(moto_call(operation, params))
+
+        self.apis.serve("sagemaker", operation, (lambda params: around(params, moto)) if around else moto)
 
     def notifications(self) -> list[dict[str, str]]:
         sqs = boto3.client("sqs", region_name=REGION)

@@ -490,10 +490,7 @@ def test_a_package_arn_of_another_account_is_refused_even_in_our_accounts_event(
 
 def deploy_with_calls(cloud: Cloud, event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Run the handler with DescribeModelPackage recorded (it reaches moto unchanged)."""
-    real = cloud.sagemaker._make_api_call
-    cloud.apis.serve(
-        "sagemaker", "DescribeModelPackage", lambda params: dict(real("DescribeModelPackage", params))
-    )
+    cloud.through_moto("DescribeModelPackage")
     return lambda_handler(event, context)
 
 
@@ -501,13 +498,8 @@ def test_sagemakers_own_record_of_the_package_decides(cloud: Cloud, context: Any
     # GIVEN an approved package of ours, as SageMaker describes it
     arn = package(cloud, 1)
     event = decide(cloud, arn, "Approved")
-    real = cloud.sagemaker._make_api_call
     changes: dict[str, Any] = {}
-
-    def described(params: dict[str, Any]) -> dict[str, Any]:
-        return {**real("DescribeModelPackage", params), **changes}
-
-    cloud.apis.serve("sagemaker", "DescribeModelPackage", described)
+    cloud.through_moto("DescribeModelPackage", lambda params, moto: {**moto(params), **changes})
     # WHEN SageMaker's record says the package lives in another account, or is not Completed yet
     changes["ModelPackageArn"] = arn.replace("123456789012", "123456789013")
     assert lambda_handler(event, context)["reason"] == "foreign-account"

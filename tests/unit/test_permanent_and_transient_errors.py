@@ -72,16 +72,15 @@ def test_throttling_propagates_for_a_retry_and_the_retry_starts_exactly_one_run(
     # GIVEN SageMaker throttles StartPipelineExecution once (after botocore's own retries ran out)
     base = cloud.repository.commit({"README.md": b"# demo\n"})
     commit = cloud.repository.commit(TRAINING_CODE, parent=base)
-    real = cloud.sagemaker._make_api_call
     throttled = {"left": 1}
 
-    def throttle_once(params: dict[str, Any]) -> dict[str, Any]:
+    def throttle_once(params: dict[str, Any], moto: Any) -> dict[str, Any]:
         if throttled["left"]:
             throttled["left"] -= 1
             raise client_error("ThrottlingException", "Rate exceeded", "StartPipelineExecution")
-        return dict(real("StartPipelineExecution", params))
+        return dict(moto(params))
 
-    cloud.apis.serve("sagemaker", "StartPipelineExecution", throttle_once)
+    cloud.through_moto("StartPipelineExecution", throttle_once)
     event = push_event(commit, base)
 
     # WHEN the push is handled THEN the error reaches Lambda (which retries, then dead-letters the event)

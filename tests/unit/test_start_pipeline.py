@@ -346,13 +346,7 @@ def test_the_run_is_started_with_a_token_derived_from_the_commit(cloud: Cloud, c
     import hashlib
 
     seen: list[dict[str, Any]] = []
-    real = cloud.sagemaker._make_api_call
-
-    def record(params: dict[str, Any]) -> dict[str, Any]:
-        seen.append(params)
-        return dict(real("StartPipelineExecution", params))
-
-    cloud.apis.serve("sagemaker", "StartPipelineExecution", record)
+    cloud.through_moto("StartPipelineExecution", lambda params, moto: seen.append(params) or moto(params))
     commit = cloud.repository.commit(TRAINING_CODE)
     lambda_handler(push_event(commit), context)
     [request] = seen
