@@ -21,6 +21,8 @@ from typing import Any
 
 import boto3
 
+from localcloud.faults import FaultPlan
+
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".localcloud" / "state.json"
 
@@ -40,7 +42,7 @@ def _client(service: str) -> Any:
 def cmd_up(args: argparse.Namespace) -> int:
     from localcloud.cloud import LocalCloud
 
-    with LocalCloud(port=args.port) as cloud:
+    with LocalCloud(port=args.port, faults=args.faults) as cloud:
         if args.data:
             cloud.upload_data(Path(args.data))
         state = {
@@ -59,6 +61,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
         )
         print(f"  git remote: {state['clone_url']} (branch {cloud.branch})")
+        if cloud.faults is not None:
+            print(f"  fault mode: {cloud.faults.plan}")
         print("Ctrl-C to stop.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -298,11 +302,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fault_plan(text: str) -> FaultPlan:
+    try:
+        return FaultPlan.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
     up = verbs.add_parser("up", help="start the local cloud and serve until Ctrl-C")
     up.add_argument("--port", type=int, default=4566)
+    up.add_argument(
+        "--faults",
+        type=_fault_plan,
+        metavar="SETTINGS",
+        help="fault mode, e.g. seed=7,throttle=0.1,server_error=0.05,duplicate=0.1,delay=0.1,"
+        "max_delay_s=2,job_failure=0.1 (rates are fractions; see localcloud/faults.py)",
+    )
     up.add_argument(
         "--data", default=str(ROOT / "data" / "boston_housing.csv"), help="CSV to put at INPUT_DATA_URI"
     )

@@ -6,6 +6,7 @@ AWS_ENDPOINT_URL, and events reach them through the template's own EventBridge r
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -17,7 +18,9 @@ from typing import Any
 
 import boto3
 
+from localcloud.aws.protocol import AwsError, RawResponse, RequestInfo
 from localcloud.aws.server import EmbeddedAws
+from localcloud.faults import FaultPlan, Faults, FaultyJobRunner
 from localcloud.provision import plan_names, provision
 from localcloud.router import EventRouter, Invocation
 from localcloud.runtime import JobRunner
@@ -49,6 +52,7 @@ class LocalCloud:
         port: int = 0,
         max_workers: int = 2,
         fresh: bool = True,
+        faults: FaultPlan | None = None,
     ) -> None:
         self.root = root
         self.workdir = (workdir or root / ".localcloud").resolve()
@@ -65,6 +69,8 @@ class LocalCloud:
         self.engine: Any = None
         self.hosting: Any = None
         self.names: dict[str, str] = {}
+        self.fault_plan = faults
+        self.faults: Faults | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -73,7 +79,7 @@ class LocalCloud:
         self.aws.start()
         os.environ.update(self.aws.client_env())
         self.session = boto3.Session(region_name=self.aws.region)
-        s3 = self.session.client("s3")
+        s3 = self.aws.new_client("s3", max_pool_connections=32)  # the jobs' S3 access: SageMaker's own
         self.runner = JobRunner(self.workdir / "compute", s3, max_workers=self.max_workers)
         # TensorFlow's import happens in the fork server while the stack is being created.
         self.runner.warm_up(wait=False)
@@ -88,11 +94,17 @@ class LocalCloud:
 
         from localcloud.engine import PipelineEngine
 
-        self.engine = PipelineEngine(self.aws, self.runner, self.workdir / "engine")
+        if self.fault_plan is not None and self.fault_plan.active:
+            self.faults = Faults(self.fault_plan)
+            self.aws.inject_faults(self.faults)
+            log.warning("fault mode: %s", self.fault_plan)
+        runner: Any = self.runner if self.faults is None else FaultyJobRunner(self.runner, self.faults)
+        self.engine = PipelineEngine(self.aws, runner, self.workdir / "engine")
         self.engine.attach()
         self.hosting = self._attach_hosting()
 
-        self.router = EventRouter(template, self.root)
+        self.router = EventRouter(template, self.root, dead_letter_sink=self._send_invocation_record)
+        self.aws.register_override("lambda", "Invoke", self._invoke_function)
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
         self.aws.add_internal_route("route", self._route_for_cli)
         return self
@@ -101,7 +113,47 @@ class LocalCloud:
         from localcloud.runtime.hosting import attach_hosting
         from localcloud.runtime.serving import ModelHost
 
-        return attach_hosting(self.aws, ModelHost(self.session.client("s3"), self.workdir / "hosting"))
+        return attach_hosting(self.aws, ModelHost(self.aws.new_client("s3"), self.workdir / "hosting"))
+
+    def _send_invocation_record(self, destination_arn: str, record: dict[str, Any]) -> None:
+        """Lambda's delivery to an SQS OnFailure destination (Lambda's own call: never faulted)."""
+        sqs = self.aws.new_client("sqs")
+        url = sqs.get_queue_url(QueueName=destination_arn.rsplit(":", 1)[-1])["QueueUrl"]
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record, default=str))
+
+    def _invoke_function(self, params: dict[str, Any], info: RequestInfo) -> RawResponse:
+        """Lambda's Invoke for the stack's functions: Event (asynchronous, as EventBridge invokes them, with
+        the same retries and destination) and RequestResponse (synchronous, not retried), per the Lambda
+        API reference (Invoke); any other function does not exist here."""
+        assert self.router is not None
+        name = str(params.get("FunctionName", ""))
+        spec = self.router.function(name)
+        if spec is None:
+            raise AwsError(
+                "ResourceNotFoundException",
+                f"Function not found: arn:aws:lambda:{self.aws.region}:{self.aws.account_id}:function:{name}",
+                404,
+            )
+        try:
+            event = json.loads(params.get("Payload") or b"{}")
+        except ValueError as error:
+            message = "Could not parse request body into json"
+            raise AwsError("InvalidRequestContentException", message) from error
+        kind = params.get("InvocationType", "RequestResponse")
+        if kind == "DryRun":
+            return RawResponse(204, b"")
+        if kind == "Event":
+            self.router.invoke_async(spec, event)
+            return RawResponse(202, b"")
+        if kind != "RequestResponse":
+            raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
+        invocation = self.router.invoke_sync(spec, event)
+        if invocation.error is not None:
+            error_type, _, message = invocation.error.partition(": ")
+            body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+            headers = {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"}
+            return RawResponse(200, body, headers)
+        return RawResponse(200, json.dumps(invocation.result).encode(), {"X-Amz-Executed-Version": "$LATEST"})
 
     def stop(self) -> None:
         if self._unsubscribe is not None:

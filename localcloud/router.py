@@ -3,7 +3,8 @@
 Each function of the template gets its own worker thread and queue (Lambda runs one event at a time per
 execution environment, and EventBridge invokes functions asynchronously). Handlers are the unchanged
 modules under functions/, loaded once (a cold start) and called with a Lambda context. A handler that
-raises is retried twice, as Lambda's asynchronous invocation does, then recorded as a dead letter.
+raises is retried as its EventInvokeConfig says (Lambda's default: twice), then recorded as a dead letter
+and, when the function has an OnFailure destination, sent there as Lambda's invocation record.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from localcloud.template import ACCOUNT_ID, REGION, FunctionSpec, StackTemplate
 
 log = logging.getLogger(__name__)
 
-ASYNC_RETRIES = 2
+ASYNC_RETRIES = 2  # Lambda's default MaximumRetryAttempts for asynchronous invocations
+DeadLetterSink = Callable[[str, dict[str, Any]], None]  # (destination ARN, invocation record)
 
 
 @dataclass
@@ -118,29 +120,35 @@ class _FunctionWorker:
             self.cold_start_s = time.perf_counter() - started
         return self._handler
 
+    def invoke_once(self, event: dict[str, Any], rule: str, attempt: int = 1) -> Invocation:
+        """One invocation, recorded; an exception the handler raises is its error."""
+        context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout)
+        started = time.perf_counter()
+        outcome: dict[str, Any]
+        try:
+            outcome = {"result": _jsonable(self.handler()(event, context))}
+        except Exception as error:  # a handler's failure is data for the retry policy, not a crash
+            outcome = {"error": f"{type(error).__name__}: {error}"}
+            log.warning("handler failed: %s\n%s", outcome["error"], traceback.format_exc(limit=5))
+        invocation = Invocation(
+            self.spec.logical_id,
+            rule,
+            event.get("id", ""),
+            event.get("detail-type", ""),
+            attempt,
+            time.perf_counter() - started,
+            **outcome,
+        )
+        self.record(invocation)
+        return invocation
+
     def invoke(self, event: dict[str, Any], rule: str) -> Invocation:
+        """An asynchronous invocation: retried with a growing delay until MaximumRetryAttempts."""
         attempt = 0
         while True:
             attempt += 1
-            context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout)
-            started = time.perf_counter()
-            outcome: dict[str, Any]
-            try:
-                outcome = {"result": _jsonable(self.handler()(event, context))}
-            except Exception as error:  # a handler's failure is data for the retry policy, not a crash
-                outcome = {"error": f"{type(error).__name__}: {error}"}
-                log.warning("handler failed: %s\n%s", outcome["error"], traceback.format_exc(limit=5))
-            invocation = Invocation(
-                self.spec.logical_id,
-                rule,
-                event.get("id", ""),
-                event.get("detail-type", ""),
-                attempt,
-                time.perf_counter() - started,
-                **outcome,
-            )
-            self.record(invocation)
-            if invocation.error is None or attempt > ASYNC_RETRIES:
+            invocation = self.invoke_once(event, rule, attempt)
+            if invocation.error is None or attempt > self.spec.maximum_retry_attempts:
                 return invocation
             time.sleep(self.retry_delay * attempt)
 
@@ -164,7 +172,13 @@ class _FunctionWorker:
 class EventRouter:
     """Matches events against the template's rules and invokes the functions they target."""
 
-    def __init__(self, template: StackTemplate, root: Path, retry_delay: float = 0.5) -> None:
+    def __init__(
+        self,
+        template: StackTemplate,
+        root: Path,
+        retry_delay: float = 0.5,
+        dead_letter_sink: DeadLetterSink | None = None,
+    ) -> None:
         self.template = template
         self.root = root
         self.functions = {spec.logical_id: spec for spec in template.functions()}
@@ -175,6 +189,7 @@ class EventRouter:
         ]
         self.invocations: list[Invocation] = []
         self.dead_letters: list[tuple[dict[str, Any], Invocation]] = []
+        self.dead_letter_sink = dead_letter_sink
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Invocation], None]] = []
         self._apply_environment()
@@ -213,6 +228,25 @@ class EventRouter:
         )
         with self._lock:
             self.dead_letters.append((event, invocation))
+        spec = self.functions[invocation.function]
+        if spec.on_failure and self.dead_letter_sink is not None:
+            try:
+                self.dead_letter_sink(spec.on_failure, invocation_record(spec, event, invocation))
+            except Exception:  # Lambda counts these as DestinationDeliveryFailures; the event stays listed
+                log.exception("could not send the invocation record to %s", spec.on_failure)
+
+    def function(self, name_or_arn: str) -> FunctionSpec | None:
+        """The function that Invoke's FunctionName names: its name, ARN or partial ARN."""
+        name = name_or_arn.split(":function:")[-1].split(":")[0]
+        return next((spec for spec in self.functions.values() if name in (spec.name, spec.logical_id)), None)
+
+    def invoke_sync(self, function: FunctionSpec, event: dict[str, Any]) -> Invocation:
+        """A synchronous invocation (RequestResponse): run now, not retried."""
+        return self._workers[function.logical_id].invoke_once(event, "Invoke")
+
+    def invoke_async(self, function: FunctionSpec, event: dict[str, Any]) -> None:
+        """An asynchronous invocation (Invoke with InvocationType=Event): queued, retried, dead-lettered."""
+        self._workers[function.logical_id].queue.put((event, "Invoke", None))
 
     def matching_rules(self, event: dict[str, Any]) -> list[str]:
         return [f"{rule.function}/{rule.name}" for rule, pattern in self.rules if _matches(pattern, event)]
@@ -252,6 +286,25 @@ class EventRouter:
             worker.queue.put(None)
         for worker in self._workers.values():
             worker.thread.join(timeout=5)
+
+
+def invocation_record(spec: FunctionSpec, event: dict[str, Any], invocation: Invocation) -> dict[str, Any]:
+    """What Lambda sends an OnFailure destination when retries run out (Lambda developer guide,
+    "Capturing records of Lambda asynchronous invocations": the invocation record)."""
+    error_type, _, message = (invocation.error or "").partition(": ")
+    return {
+        "version": "1.0",
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{spec.name}:$LATEST",
+            "condition": "RetriesExhausted",
+            "approximateInvokeCount": invocation.attempt,
+        },
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": message, "errorType": error_type},
+    }
 
 
 def _jsonable(value: Any) -> Any:

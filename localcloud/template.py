@@ -41,6 +41,10 @@ class FunctionSpec:
     timeout: int
     memory_mb: int
     rules: tuple[EventRule, ...] = field(default_factory=tuple)
+    name: str = ""  # the physical function name (FunctionName, or the stack-derived one)
+    # EventInvokeConfig: how often Lambda retries an asynchronous invocation, and where it then sends it
+    maximum_retry_attempts: int = 2
+    on_failure: str | None = None  # destination ARN
 
     @property
     def module_path(self) -> str:
@@ -193,6 +197,8 @@ class StackTemplate:
                     continue
                 pattern = self.resolve(event.get("Properties", {}).get("Pattern", {}))
                 rules.append(EventRule(function=logical_id, name=event_name, pattern=pattern))
+            invoke_config = props.get("EventInvokeConfig") or {}
+            on_failure = (invoke_config.get("DestinationConfig") or {}).get("OnFailure") or {}
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,
@@ -202,6 +208,13 @@ class StackTemplate:
                     timeout=int(props.get("Timeout", globals_.get("Timeout", 3))),
                     memory_mb=int(props.get("MemorySize", globals_.get("MemorySize", 128))),
                     rules=tuple(rules),
+                    name=str(self.physical_names.get(logical_id) or logical_id),
+                    # Lambda's default for asynchronous invocations is 2 retries (Lambda developer guide,
+                    # "Configuring error handling for asynchronous invocation")
+                    maximum_retry_attempts=int(invoke_config.get("MaximumRetryAttempts", 2)),
+                    on_failure=str(self.resolve(on_failure["Destination"]))
+                    if on_failure.get("Destination")
+                    else None,
                 )
             )
         return specs

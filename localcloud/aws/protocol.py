@@ -31,6 +31,12 @@ _TARGET_PREFIX_TO_SERVICE = {
 }
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 _RUNTIME_PATH = re.compile(r"^/endpoints/([^/]+)/(invocations|async-invocations)$")
+# Lambda's Invoke: POST /2015-03-31/functions/{FunctionName}/invocations (botocore's lambda model).
+_LAMBDA_INVOKE_PATH = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations$")
+
+
+# The User-Agent mark of the local cloud's own clients (engine, hosting, job runner): fault mode spares them.
+INTERNAL_AGENT = "localcloud-internal"
 
 
 class AwsError(Exception):
@@ -122,6 +128,8 @@ def decode_request(environ: dict[str, Any], body: bytes, default_region: str) ->
     if runtime and service in ("", "sagemaker"):
         service, protocol = "sagemaker-runtime", "rest-json"
         action = "InvokeEndpoint" if runtime.group(2) == "invocations" else "InvokeEndpointAsync"
+    elif service == "lambda" and method == "POST" and _LAMBDA_INVOKE_PATH.match(path):
+        action, protocol = "Invoke", "rest-json"
     elif target:
         prefix, _, action = target.rpartition(".")
         service = service or _TARGET_PREFIX_TO_SERVICE.get(prefix, prefix.lower())
@@ -173,6 +181,14 @@ def request_params(info: RequestInfo) -> dict[str, Any]:
             if header in info.headers:
                 params[member] = info.headers[header]
         return params
+    if info.service == "lambda" and info.action == "Invoke":
+        match = _LAMBDA_INVOKE_PATH.match(info.path)
+        return {
+            "FunctionName": match.group(1) if match else "",
+            "InvocationType": info.headers.get("x-amz-invocation-type", "RequestResponse"),
+            "Payload": info.body,
+            **({"Qualifier": info.query["Qualifier"]} if "Qualifier" in info.query else {}),
+        }
     if info.service == "s3":
         parts = info.path.lstrip("/").split("/", 1)
         params = {"Bucket": parts[0]} if parts[0] else {}

@@ -15,7 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moto.backends import get_backend
 from moto.core.exceptions import ServiceException, _RESTError
@@ -23,6 +23,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from localcloud.aws.protocol import (
+    INTERNAL_AGENT,
     AwsError,
     RawResponse,
     RequestInfo,
@@ -32,6 +33,9 @@ from localcloud.aws.protocol import (
     request_params,
     response_document,
 )
+
+if TYPE_CHECKING:
+    from localcloud.faults import Faults
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +68,7 @@ class EventBus:
         self._pending = 0
         self._cond = threading.Condition()
         self._closed = False
+        self.faults: Faults | None = None
         self.history: deque[dict[str, Any]] = deque(maxlen=2000)
         self._thread = threading.Thread(target=self._dispatch, name="localcloud-events", daemon=True)
         self._thread.start()
@@ -118,11 +123,23 @@ class EventBus:
         return event
 
     def deliver(self, event: dict[str, Any]) -> None:
-        """Queue an already-formed event for the local subscribers."""
+        """Queue an already-formed event for the subscribers (fault mode: maybe twice, maybe late)."""
+        duplicate, hold = self.faults.event_fate(event) if self.faults is not None else (False, 0.0)
         with self._cond:
             self.history.append(event)
+            self._pending += 1 + int(duplicate)
+        self._enqueue(event, hold)
+        if duplicate:
+            self._enqueue(event, hold + (self.faults.plan.max_delay_s if self.faults else 0.0) / 2)
+
+    def _enqueue(self, event: dict[str, Any], hold: float) -> None:
+        if hold > 0:
+            timer = threading.Timer(hold, self._enqueue, args=(event, 0.0))
+            timer.daemon = True
+            timer.start()
+            return
+        with self._cond:
             self._queue.append(event)
-            self._pending += 1
             self._cond.notify_all()
 
     def wait_until_idle(self, timeout: float = 10.0) -> bool:
@@ -169,6 +186,11 @@ class _Middleware:
         if path.startswith(INTERNAL_PREFIX):
             return self._internal(path[len(INTERNAL_PREFIX) :], body, start_response)
         info = decode_request(environ, body, self.aws.region)
+        fault = self.aws.faults.api_fault(info) if self.aws.faults is not None else None
+        if fault is not None:
+            reply = render_error(info, fault)
+            start_response(f"{reply.status} {_reason(reply.status)}", list(reply.headers.items()))
+            return [reply.body]
         override = self.aws._overrides.get((info.service, info.action))
         if override is not None:
             reply = self._run_override(override, info)
@@ -288,6 +310,7 @@ class EmbeddedAws:
         self._server: BaseWSGIServer | None = None
         self._thread: threading.Thread | None = None
         self.events = EventBus(account_id, region)
+        self.faults: Faults | None = None
         self.add_listener("events", "PutEvents", self._forward_put_events)
         from localcloud.aws.sagemaker import SageMakerExtensions
 
@@ -362,7 +385,11 @@ class EmbeddedAws:
             region_name=self.region,
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106 - the embedded AWS accepts any key
-            config=Config(retries={"max_attempts": 2}, max_pool_connections=max_pool_connections),
+            config=Config(
+                retries={"max_attempts": 2},
+                max_pool_connections=max_pool_connections,
+                user_agent_extra=INTERNAL_AGENT,
+            ),
         )
 
     # extension points ----------------------------------------------------------------------------
@@ -396,6 +423,11 @@ class EmbeddedAws:
     def subscribe_events(self, fn: EventSubscriber) -> Callable[[], None]:
         """Deliver every default-bus event (emitted here or sent with PutEvents) to ``fn``."""
         return self.events.subscribe(fn)
+
+    def inject_faults(self, faults: Faults | None) -> None:
+        """Fault mode (``localcloud.faults``): throttle and fail API calls, duplicate and delay events."""
+        self.faults = faults
+        self.events.faults = faults
 
     def wait_for_events(self, timeout: float = 10.0) -> bool:
         """Wait until all events so far have been delivered to the subscribers."""
