@@ -234,6 +234,14 @@ def deploy_to_endpoint(
                 endpoint_config=plan.config_name,
                 package_arn=package.package_arn,
             )
+            if services.ledger.get(endpoint_pk(plan.endpoint_name), f"CONFIG#{plan.config_name}") is None:
+                # an invocation deployed it and died before recording it: record it now, once
+                config = sagemaker.describe_endpoint_config(plan.config_name) or {}
+                config_arn = config.get("EndpointConfigArn")
+                services.lineage().deployed_to_endpoint(
+                    package, plan.endpoint_name, plan.config_name, config_arn, reason
+                )
+                logger.warning("deployment recorded late", endpoint_config=plan.config_name, reason=reason)
             return {
                 "action": "none",
                 "reason": "already-live",
@@ -320,6 +328,23 @@ def run_batch_transform(
 # invocation that held the endpoint. Decisions are ordered by when SageMaker recorded them, so an event
 # that arrives late never undoes a later decision.
 LEASE_SECONDS = 330  # the function's 300 s timeout, and a margin
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who may hold the endpoint's lease, and for how long: never past the invocation's own deadline. An
+    invocation that dies keeps its idempotency record in progress until that deadline too (Powertools
+    idempotency, "Lambda timeouts"), so the redelivered event that may run again also finds the lease free."""
+
+    owner: str
+    lease_seconds: int = LEASE_SECONDS
+
+
+def holder(context: Any) -> Holder:
+    """This invocation as a lease holder: its request id, and the time it has left (rounded up)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    seconds = LEASE_SECONDS if not callable(remaining) else min(LEASE_SECONDS, -(-int(remaining()) // 1000))
+    return Holder(invocation_id(context), max(seconds, 1))
 
 
 def roll_back_rejected(
@@ -416,12 +441,12 @@ def carry_out(
     package: PackageLineage,
     settings: DeploySettings,
     services: DeployServices,
-    owner: str,
+    holder: Holder,
 ) -> dict[str, Any]:
     """Act on the endpoint for `decision` while holding its lease, or defer it."""
     endpoint = str(settings.endpoint_name)
     pk = endpoint_pk(endpoint)
-    if not services.ledger.acquire_lease(pk, owner, LEASE_SECONDS):
+    if not services.ledger.acquire_lease(pk, holder.owner, holder.lease_seconds):
         return defer(decision, settings, services, "another deployment holds the endpoint")
     try:
         described = services.sagemaker.describe_endpoint(endpoint)
@@ -458,10 +483,12 @@ def carry_out(
             raise
         return defer(decision, settings, services, error_message(exc))
     finally:
-        services.ledger.release_lease(pk, owner)
+        services.ledger.release_lease(pk, holder.owner)
 
 
-def resume_pending(settings: DeploySettings, services: DeployServices, owner: str) -> dict[str, Any] | None:
+def resume_pending(
+    settings: DeploySettings, services: DeployServices, holder: Holder
+) -> dict[str, Any] | None:
     """Carry out the decision kept for the endpoint, if any and if SageMaker still says the same."""
     endpoint = str(settings.endpoint_name)
     pending = services.ledger.get(endpoint_pk(endpoint), "PENDING")
@@ -484,7 +511,7 @@ def resume_pending(settings: DeploySettings, services: DeployServices, owner: st
         )
         return {"action": "none", "reason": "package-changed-since", "package_arn": decision.package_arn}
     package = read_package(description, decision.decided_at, services)
-    result = carry_out(decision, package, settings, services, owner)
+    result = carry_out(decision, package, settings, services, holder)
     if result.get("action") != "deferred":
         services.ledger.delete_if(endpoint_pk(endpoint), "PENDING", "event_id", decision.event_id)
     logger.info("pending decision handled", package_arn=decision.package_arn, result=result)
@@ -554,7 +581,7 @@ def handle_package_event(
     decision = Decision(
         detail.model_package_arn, detail.model_approval_status, decided_at(description, event.time), event.id
     )
-    owner = invocation_id(context)
+    lease_holder = holder(context)
 
     def decide(_: dict[str, Any]) -> dict[str, Any]:
         package = read_package(description, event.time.isoformat(), active)
@@ -563,13 +590,13 @@ def handle_package_event(
         if package.approval_status == "Approved":
             result["status"] = "deployed"
             if settings.deploys_endpoint:
-                result["endpoint"] = carry_out(decision, package, settings, active, owner)
+                result["endpoint"] = carry_out(decision, package, settings, active, lease_holder)
             if settings.deploys_batch:
                 result["batch"] = run_batch_transform(package, settings, active)
             return result
         if not settings.deploys_endpoint:
             return result | {"status": "recorded", "action": "none", "reason": "no-endpoint-target"}
-        outcome = carry_out(decision, package, settings, active, owner)
+        outcome = carry_out(decision, package, settings, active, lease_holder)
         if "status" not in outcome:  # deferred or superseded: nothing happened to the endpoint yet
             return result | {"status": "recorded", "endpoint": outcome}
         return outcome
@@ -587,7 +614,7 @@ def handle_package_event(
             context=context,
         )
         if settings.deploys_endpoint:
-            resumed = resume_pending(settings, active, owner)
+            resumed = resume_pending(settings, active, lease_holder)
             if resumed is not None:
                 result = result | {"resumed": resumed}
         return result
@@ -614,7 +641,7 @@ def handle_endpoint_event(
     if detail.endpoint_status != "IN_SERVICE":
         return ignore("endpoint-not-in-service", endpoint_status=detail.endpoint_status).as_response()
     active = services or DeployServices.from_settings(settings)
-    resumed = resume_pending(settings, active, invocation_id(context))
+    resumed = resume_pending(settings, active, holder(context))
     if resumed is None:
         return {"status": "nothing-pending", "endpoint_name": detail.endpoint_name}
     return {"status": "resumed", "endpoint_name": detail.endpoint_name, **resumed}
