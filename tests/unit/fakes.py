@@ -82,16 +82,33 @@ class FakeRepository:
 
     name: str
     commits: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)  # branch -> head commit
 
     @staticmethod
     def blob_id(content: bytes) -> str:
         return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()  # noqa: S324 (git's id)
 
-    def commit(self, files: dict[str, bytes], parent: str | None = None) -> str:
+    def commit(self, files: dict[str, bytes], parent: str | None = None, branch: str | None = "main") -> str:
+        """A new commit (moving `branch` to it, as a push does; None: a commit no branch points at)."""
         tree = {**(self.commits[parent] if parent else {}), **files}
         commit_id = hashlib.sha1(repr(sorted(tree.items())).encode() + (parent or "").encode()).hexdigest()  # noqa: S324
         self.commits[commit_id] = tree
+        if branch is not None:
+            self.branches[branch] = commit_id
         return commit_id
+
+    def get_branch(self, params: dict[str, Any]) -> dict[str, Any]:
+        if params["repositoryName"] != self.name:
+            raise client_error(
+                "RepositoryDoesNotExistException", f"{params['repositoryName']} does not exist", "GetBranch"
+            )
+        if params["branchName"] not in self.branches:
+            raise client_error(
+                "BranchDoesNotExistException", f"Could not find branch {params['branchName']}", "GetBranch"
+            )
+        return {
+            "branch": {"branchName": params["branchName"], "commitId": self.branches[params["branchName"]]}
+        }
 
     def _tree(self, params: dict[str, Any], key: str, operation: str) -> dict[str, bytes]:
         if params["repositoryName"] != self.name:
@@ -174,6 +191,7 @@ class FakeRepository:
         apis.serve("codecommit", "GetDifferences", self.get_differences)
         apis.serve("codecommit", "GetFolder", self.get_folder)
         apis.serve("codecommit", "GetBlob", self.get_blob)
+        apis.serve("codecommit", "GetBranch", self.get_branch)
 
 
 @dataclass

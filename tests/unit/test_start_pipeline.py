@@ -413,3 +413,73 @@ def test_only_runs_of_this_branch_and_repository_are_superseded(
     assert result["superseded"] == [ours]
     statuses = {e["PipelineExecutionArn"]: e["PipelineExecutionStatus"] for e in cloud.executions()}
     assert statuses[other_branch] == statuses[other_repository] == "Executing"
+
+
+def _superseding(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.unit.conftest import reset_caches
+
+    monkeypatch.setenv("STOP_SUPERSEDED_EXECUTIONS", "true")
+    reset_caches()
+
+
+def _executing(arn: str) -> None:
+    moto_sagemaker().pipelines[PIPELINE].pipeline_executions[arn].pipeline_execution_status = "Executing"
+
+
+def test_a_late_push_of_an_older_commit_neither_starts_a_run_nor_stops_the_newer_one(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN two pushes in a row, A then B, whose events arrive in the other order (EventBridge keeps none)
+    _superseding(monkeypatch)
+    a = cloud.repository.commit(TRAINING_CODE)
+    b = cloud.repository.commit({"training_code/train.py": b"print('b')\n"}, parent=a)
+    newer = lambda_handler(push_event(b, a), context)
+    _executing(newer["execution_arn"])
+
+    # WHEN A's event arrives after B's run started
+    result = lambda_handler(push_event(a), context)
+
+    # THEN A starts nothing and B keeps running: the branch's head decides, not the arrival order
+    assert result == {"status": "skipped", "reason": "superseded", "commit_id": a, "head": b}
+    [execution] = cloud.executions()
+    assert execution["PipelineExecutionStatus"] == "Executing"
+    assert Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{a}", "COMMIT")["reason"] == f"superseded-by-{b}"
+
+
+def test_an_older_push_still_runs_when_the_newer_push_changed_no_training_code(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN A changes the training code, B after it only the README; B's event is handled first
+    _superseding(monkeypatch)
+    a = cloud.repository.commit(TRAINING_CODE)
+    b = cloud.repository.commit({"README.md": b"# typo fixed\n"}, parent=a)
+    assert lambda_handler(push_event(b, a), context)["reason"] == "no-relevant-changes"
+
+    # WHEN A's event arrives
+    result = lambda_handler(push_event(a), context)
+
+    # THEN A's training code runs: B started no run that would supersede it
+    assert result["status"] == "started"
+    assert [e["PipelineExecutionArn"] for e in cloud.executions()] == [result["execution_arn"]]
+
+
+def test_only_the_branch_head_stops_older_runs(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a run of Z executing, then A and B pushed; A's event handled while B's run has not started
+    _superseding(monkeypatch)
+    z = cloud.repository.commit(TRAINING_CODE)
+    z_run = lambda_handler(push_event(z), context)["execution_arn"]
+    _executing(z_run)
+    a = cloud.repository.commit({"training_code/train.py": b"print('a')\n"}, parent=z)
+    b = cloud.repository.commit({"training_code/train.py": b"print('b')\n"}, parent=a)
+
+    # WHEN A's event is handled: A runs (its code may never run otherwise) but, not being the head, stops
+    # nothing
+    a_result = lambda_handler(push_event(a, z), context)
+    assert a_result["status"] == "started" and a_result["superseded"] == []
+    _executing(a_result["execution_arn"])
+
+    # WHEN B's event is handled: the head stops both older runs
+    b_result = lambda_handler(push_event(b, a), context)
+    assert sorted(b_result["superseded"]) == sorted([z_run, a_result["execution_arn"]])

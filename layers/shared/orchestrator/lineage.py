@@ -106,6 +106,11 @@ class LineageRecorder:
             **fields,
         )
 
+    def run_started(self, repository: str, commit_id: str) -> bool:
+        """Whether a push of this commit has started its run."""
+        record = self.ledger.get(commit_pk(repository, commit_id), "COMMIT")
+        return record is not None and record.get("outcome") == "started"
+
     def push_skipped(self, commit: CommitRef, reason: str, changed_paths: list[str]) -> None:
         self._commit_record(commit, "skipped", reason=reason, changed_paths=changed_paths[:50])
 

@@ -167,6 +167,20 @@ def start_run(commit: CommitRef, settings: PushSettings, services: PushServices)
         metrics.add_metric(name="PushesSkipped", unit="Count", value=1)
         return {"status": "skipped", "reason": "no-relevant-changes", "commit_id": commit.commit_id}
 
+    head = None
+    if settings.stop_superseded_executions:
+        head = services.codecommit.branch_head(commit.repository, commit.branch)
+        if head not in (None, commit.commit_id) and lineage.run_started(commit.repository, str(head)):
+            # a later push moved the branch on and its run has started: this one is outdated already
+            logger.info(
+                "push superseded before its run started",
+                commit_id=commit.commit_id,
+                branch_head=head,
+            )
+            lineage.push_skipped(commit, f"superseded-by-{head}", changed)
+            metrics.add_metric(name="PushesSuperseded", unit="Count", value=1)
+            return {"status": "skipped", "reason": "superseded", "commit_id": commit.commit_id, "head": head}
+
     try:
         files = services.codecommit.read_folder(
             commit.repository, commit.commit_id, settings.training_code_path
@@ -189,9 +203,10 @@ def start_run(commit: CommitRef, settings: PushSettings, services: PushServices)
     pipeline_change = upsert_pipeline(
         services.sagemaker, settings.pipeline_name, settings.sagemaker_role_arn, definition
     )
+    # Only the branch's head stops other runs: an older push delivered late must not stop a newer run.
     stopped = (
         stop_superseded(services.sagemaker, settings.pipeline_name, commit, commit.commit_id)
-        if settings.stop_superseded_executions
+        if settings.stop_superseded_executions and head in (None, commit.commit_id)
         else []
     )
     parameters = pipeline_parameters(settings, commit, code, definition)

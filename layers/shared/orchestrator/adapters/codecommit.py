@@ -45,6 +45,14 @@ class CodeCommitAdapter:
                 return sorted(paths)
             request["NextToken"] = token
 
+    def branch_head(self, repository: str, branch: str) -> str | None:
+        """The commit the branch points at now (GetBranch), or None if the branch no longer exists."""
+        try:
+            reply = self.client.get_branch(repositoryName=repository, branchName=branch)
+        except self.client.exceptions.BranchDoesNotExistException:
+            return None
+        return (reply.get("branch") or {}).get("commitId")
+
     def read_folder(self, repository: str, commit: str, folder: str) -> list[RepositoryFile]:
         """Every file under `folder` at `commit`, recursively, with paths relative to `folder`."""
         root = folder.strip("/")
