@@ -94,12 +94,8 @@ class LocalCloud:
 
         from localcloud.engine import PipelineEngine
 
-        if self.fault_plan is not None and self.fault_plan.active:
-            self.faults = Faults(self.fault_plan)
-            self.aws.inject_faults(self.faults)
-            log.warning("fault mode: %s", self.fault_plan)
-        runner: Any = self.runner if self.faults is None else FaultyJobRunner(self.runner, self.faults)
-        self.engine = PipelineEngine(self.aws, runner, self.workdir / "engine")
+        self._jobs = FaultyJobRunner(self.runner)
+        self.engine = PipelineEngine(self.aws, self._jobs, self.workdir / "engine")
         self.engine.attach()
         self.hosting = self._attach_hosting()
 
@@ -107,7 +103,16 @@ class LocalCloud:
         self.aws.register_override("lambda", "Invoke", self._invoke_function)
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
         self.aws.add_internal_route("route", self._route_for_cli)
+        if self.fault_plan is not None and self.fault_plan.active:
+            self.inject_faults(Faults(self.fault_plan))
+            log.warning("fault mode: %s", self.fault_plan)
         return self
+
+    def inject_faults(self, faults: Faults | None) -> None:
+        """Fault mode on (API calls, events, jobs: see localcloud.faults), or off with None."""
+        self.faults = faults
+        self.aws.inject_faults(faults)
+        self._jobs.faults = faults
 
     def _attach_hosting(self) -> Any:
         from localcloud.runtime.hosting import attach_hosting

@@ -115,7 +115,7 @@ class Faults:
 
     def api_fault(self, info: RequestInfo) -> AwsError | None:
         """The error to answer this request with instead of serving it, or None."""
-        if info.protocol == "unknown" or INTERNAL_AGENT in info.headers.get("User-Agent", ""):
+        if info.protocol == "unknown" or INTERNAL_AGENT in info.headers.get("user-agent", ""):
             return None
         draw = self._draw()
         if draw < self.plan.throttle:
@@ -157,9 +157,9 @@ class Faults:
 class FaultyJobRunner:
     """A job runner (``localcloud.engine.JobRunnerPort``) that fails a fraction of jobs before they run."""
 
-    def __init__(self, runner: Any, faults: Faults) -> None:
+    def __init__(self, runner: Any, faults: Faults | None = None) -> None:
         self._runner = runner
-        self._faults = faults
+        self.faults = faults  # None: no job fails on purpose
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._runner, name)
@@ -175,11 +175,11 @@ class FaultyJobRunner:
         return JobResult(job_name, FAILED, moment, moment, log_path, failure_reason=JOB_FAILURE_REASON)
 
     def run_processing(self, job_name: str, request: dict[str, Any]) -> Any:
-        if self._faults.job_fails("processing", job_name):
+        if self.faults is not None and self.faults.job_fails("processing", job_name):
             return self._failed(job_name)
         return self._runner.run_processing(job_name, request)
 
     def run_training(self, job_name: str, request: dict[str, Any]) -> Any:
-        if self._faults.job_fails("training", job_name):
+        if self.faults is not None and self.faults.job_fails("training", job_name):
             return self._failed(job_name)
         return self._runner.run_training(job_name, request)

@@ -29,7 +29,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 5})
 
 
 @dataclass(frozen=True)

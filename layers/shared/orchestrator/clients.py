@@ -9,8 +9,8 @@ import boto3
 from botocore.config import Config
 
 # botocore's standard retry mode: throttling and transient errors (5xx, ThrottlingException,
-# ProvisionedThroughputExceededException, ...) are retried with exponential backoff, up to 5 attempts.
-RETRIES = Config(retries={"mode": "standard", "max_attempts": 5})
+# ProvisionedThroughputExceededException, ...) are retried with exponential backoff: 5 attempts in all (the first and 4 retries).
+RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 5})
 
 
 @cache
