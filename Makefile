@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model mutation clean
+.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model bench-load mutation clean
 
 $(VENV)/.stamp: requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,10 @@ bench: $(VENV)/.stamp
 # Mutation testing of the layer's decision modules (MODULES="naming intake" for some): benchmarks/results/mutation.json
 mutation: $(VENV)/.stamp
 	$(PY) benchmarks/mutation.py $(MODULES)
+
+# A burst of 1,000 mixed events on the faulty local cloud: benchmarks/results/load.json
+bench-load: $(VENV)/.stamp
+	$(PY) benchmarks/load.py --seed $(BENCH_SEED)
 
 bench-model: $(VENV)/.stamp
 	$(PY) benchmarks/model_quality.py --seed $(BENCH_SEED)

@@ -53,6 +53,7 @@ class LocalCloud:
         max_workers: int = 2,
         fresh: bool = True,
         faults: FaultPlan | None = None,
+        hosting: bool = True,
     ) -> None:
         self.root = root
         self.workdir = (workdir or root / ".localcloud").resolve()
@@ -70,6 +71,7 @@ class LocalCloud:
         self.hosting: Any = None
         self.names: dict[str, str] = {}
         self.fault_plan = faults
+        self.with_hosting = hosting  # False: endpoints go InService at once, serving nothing (load tests)
         self.faults: Faults | None = None
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -97,7 +99,7 @@ class LocalCloud:
         self._jobs = FaultyJobRunner(self.runner)
         self.engine = PipelineEngine(self.aws, self._jobs, self.workdir / "engine")
         self.engine.attach()
-        self.hosting = self._attach_hosting()
+        self.hosting = self._attach_hosting() if self.with_hosting else None
 
         self.router = EventRouter(template, self.root, dead_letter_sink=self._send_invocation_record)
         self.aws.register_override("lambda", "Invoke", self._invoke_function)

@@ -555,3 +555,77 @@ def test_two_approvals_at_once_deploy_once_and_the_later_package_wins(cloud: Clo
     assert result["resumed"]["package_arn"] == v3
     assert len(cloud.apis.calls["sagemaker.UpdateEndpoint"]) == updates_before + 1
     assert serving_package(cloud) == v3
+
+
+def test_a_rejection_of_a_package_never_deployed_does_not_outdate_an_earlier_approval_arriving_late(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 approved, then v2 (never deployed) rejected; the rejection's event is handled first
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    approval = decide(cloud, v1, "Approved")
+    rejection = decide(cloud, v2, "Rejected")
+    assert lambda_handler(rejection, context)["reason"] == "not-live"
+
+    # WHEN v1's approval arrives after it
+    result = lambda_handler(approval, context)
+
+    # THEN v1 is deployed: a rejection that asked nothing of the endpoint outdates no approval
+    assert result["endpoint"]["action"] == "created"
+    assert serving_package(cloud) == v1
+
+
+def test_a_rejection_of_another_package_does_not_replace_the_decision_kept_for_later(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 live, the endpoint updating, and v2's approval kept for when it is in service
+    v1, v2, v3 = package(cloud, 1), package(cloud, 2), package(cloud, 3)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
+    assert lambda_handler(decide(cloud, v2, "Approved"), context)["endpoint"]["action"] == "deferred"
+
+    # WHEN v3, which never went live, is rejected meanwhile
+    assert lambda_handler(decide(cloud, v3, "Rejected"), context)["reason"] == "not-live"
+
+    # THEN v2 is still deployed once the endpoint is in service
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "InService"
+    resumed = lambda_handler(endpoint_event(), context)
+    assert resumed["package_arn"] == v2 and resumed["result"]["action"] == "updated"
+    assert serving_package(cloud) == v2
+
+
+def test_rejecting_the_package_waiting_to_be_deployed_drops_it(cloud: Cloud, context: Any) -> None:
+    # GIVEN v1 live, the endpoint updating, v2's approval kept
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
+    lambda_handler(decide(cloud, v2, "Approved"), context)
+
+    # WHEN v2 is rejected before the endpoint is back in service (the near miss: v2 is not live)
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+
+    # THEN the rejection is kept in place of the approval, and v1 keeps serving
+    assert result["endpoint"]["action"] == "deferred"
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "InService"
+    lambda_handler(endpoint_event(), context)
+    assert serving_package(cloud) == v1
+
+
+def test_rejecting_the_package_being_rolled_out_is_not_moot_while_it_is_only_pending(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 live and v2's update in progress, as SageMaker describes it: the live config is still v1's,
+    # v2's is in PendingDeploymentSummary (DescribeEndpoint, SageMaker API reference)
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    old_config = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    new_config = lambda_handler(decide(cloud, v2, "Approved"), context)["endpoint"]["endpoint_config_name"]
+    endpoint = moto_sagemaker().endpoints[ENDPOINT]
+    endpoint.endpoint_config_name, endpoint.endpoint_status = old_config, "Updating"
+
+    def pending(params: dict[str, Any], moto: Any) -> dict[str, Any]:
+        return moto(params) | {"PendingDeploymentSummary": {"EndpointConfigName": new_config}}
+
+    cloud.through_moto("DescribeEndpoint", pending)
+
+    # WHEN v2 is rejected mid-rollout THEN the rejection is kept for when the endpoint is in service
+    assert lambda_handler(decide(cloud, v2, "Rejected"), context)["endpoint"]["action"] == "deferred"

@@ -9,7 +9,8 @@ import boto3
 from botocore.config import Config
 
 # botocore's standard retry mode: throttling and transient errors (5xx, ThrottlingException,
-# ProvisionedThroughputExceededException, ...) are retried with exponential backoff: 5 attempts in all (the first and 4 retries).
+# ProvisionedThroughputExceededException, ...) are retried with exponential backoff: 5 attempts in all
+# (the first and 4 retries).
 RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 5})
 
 

@@ -183,17 +183,44 @@ def ensure_model(package: PackageLineage, settings: DeploySettings, sagemaker: S
     return name
 
 
-def live_package_arn(sagemaker: SageMakerAdapter, endpoint: str) -> str | None:
-    """The package behind the endpoint's current config (endpoint -> config -> model -> package)."""
-    described = sagemaker.describe_endpoint(endpoint)
-    if not described:
-        return None
-    config = sagemaker.describe_endpoint_config(described["EndpointConfigName"]) or {}
+def package_of_config(sagemaker: SageMakerAdapter, config_name: str) -> str | None:
+    """The package an endpoint config serves (config -> model -> package)."""
+    config = sagemaker.describe_endpoint_config(config_name) or {}
     variants = config.get("ProductionVariants") or [{}]
     model = sagemaker.describe_model(str(variants[0].get("ModelName", ""))) or {}
     containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
     arn = containers[0].get("ModelPackageName") if containers else None
     return str(arn) if arn else None
+
+
+def live_package_arn(sagemaker: SageMakerAdapter, endpoint: str) -> str | None:
+    """The package behind the endpoint's current config (endpoint -> config -> model -> package)."""
+    described = sagemaker.describe_endpoint(endpoint)
+    if not described:
+        return None
+    return package_of_config(sagemaker, str(described["EndpointConfigName"]))
+
+
+def rejection_is_moot(decision: Decision, settings: DeploySettings, services: DeployServices) -> bool:
+    """A rejection of a package that is neither live, nor being rolled out (DescribeEndpoint's
+    PendingDeploymentSummary), nor waiting to be: it asks nothing of the endpoint, so it must not outdate
+    an earlier approval that arrives after it, nor replace a decision kept for later."""
+    if decision.approval_status != "Rejected":
+        return False
+    endpoint = str(settings.endpoint_name)
+    kept = services.ledger.get(endpoint_pk(endpoint), "PENDING")
+    if kept is not None and str(kept.get("package_arn", "")).lower() == decision.package_arn.lower():
+        return False
+    described = services.sagemaker.describe_endpoint(endpoint) or {}
+    configs = [
+        described.get("EndpointConfigName"),
+        (described.get("PendingDeploymentSummary") or {}).get("EndpointConfigName"),
+    ]
+    return not any(
+        (package_of_config(services.sagemaker, str(config)) or "").lower() == decision.package_arn.lower()
+        for config in configs
+        if config
+    )
 
 
 def release_autoscaling_for_new_instance_type(
@@ -446,6 +473,14 @@ def carry_out(
     """Act on the endpoint for `decision` while holding its lease, or defer it."""
     endpoint = str(settings.endpoint_name)
     pk = endpoint_pk(endpoint)
+    if rejection_is_moot(decision, settings, services):
+        logger.info("rejected package is not live: nothing to roll back", package_arn=package.package_arn)
+        return {
+            "status": "recorded",
+            "package_arn": package.package_arn,
+            "action": "none",
+            "reason": "not-live",
+        }
     if not services.ledger.acquire_lease(pk, holder.owner, holder.lease_seconds):
         return defer(decision, settings, services, "another deployment holds the endpoint")
     try:
