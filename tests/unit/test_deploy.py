@@ -629,3 +629,40 @@ def test_rejecting_the_package_being_rolled_out_is_not_moot_while_it_is_only_pen
 
     # WHEN v2 is rejected mid-rollout THEN the rejection is kept for when the endpoint is in service
     assert lambda_handler(decide(cloud, v2, "Rejected"), context)["endpoint"]["action"] == "deferred"
+
+
+def test_an_approval_and_a_rejection_of_the_same_package_racing_end_with_the_later_decision(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 live; a reviewer approves v2, then rejects it; the events arrive in the other order
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    approval = decide(cloud, v2, "Approved")
+    rejection = decide(cloud, v2, "Rejected")
+
+    # WHEN both are handled, the rejection first
+    lambda_handler(rejection, context)
+    late = lambda_handler(approval, context)
+
+    # THEN SageMaker's own record (Rejected) decides: the late approval deploys nothing, v1 keeps serving
+    assert late["status"] == "ignored" and late["reason"] == "status-mismatch"
+    assert serving_package(cloud) == v1
+
+
+def test_rejecting_the_live_package_while_a_newer_one_is_approved_ends_with_the_newer_one(
+    cloud: Cloud, context: Any
+) -> None:
+    # GIVEN v1 live; v2 approved and v1 rejected at about the same time, the rejection handled first
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    approval = decide(cloud, v2, "Approved")
+    rejection = decide(cloud, v1, "Rejected")
+    rolled = lambda_handler(rejection, context)
+
+    # WHEN v2's approval arrives after it
+    late = lambda_handler(approval, context)
+
+    # THEN the rollback went to v2 (the newest other approved package) and the approval changes nothing
+    assert rolled["status"] == "rolled-back" and rolled["rollback_package_arn"] == v2
+    assert late["endpoint"]["action"] == "none"
+    assert serving_package(cloud) == v2
