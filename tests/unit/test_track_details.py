@@ -1,0 +1,400 @@
+"""TrackFunction, precisely: what each notification says, which metric each outcome counts, which events
+are ours. People read the notifications and alarms watch the metrics, so both are checked word for word."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from functions.track.app import lambda_handler as track
+from orchestrator.adapters.ledger import Ledger
+from tests.events import load_event
+from tests.unit.conftest import ENDPOINT, REPOSITORY, TABLE, Cloud, logged, reset_caches
+from tests.unit.fakes import Expected
+from tests.unit.test_track_and_lineage import EXECUTION, steps_of
+
+
+def metrics_emitted(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
+    """The metrics the handler flushed (Powertools writes CloudWatch EMF documents to stdout)."""
+    counted: Counter[str] = Counter()
+    for line in capsys.readouterr().out.splitlines():
+        try:
+            document = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(document, dict) and "_aws" in document:
+            for directive in document["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    values = document[metric["Name"]]
+                    counted[metric["Name"]] += int(sum(values) if isinstance(values, list) else values)
+    return counted
+
+
+def body_and_details(notification: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    text, _, details = notification["Message"].partition("\n\n")
+    return text, json.loads(details) if details else {}
+
+
+def failed_run(cloud: Cloud, steps: list[dict[str, Any]], reason: str | None = None) -> None:
+    steps_of(cloud, EXECUTION, steps)
+    cloud.apis.serve(
+        "sagemaker", "DescribePipelineExecution", lambda p: {"FailureReason": reason} if reason else {}
+    )
+
+
+# --- pipeline runs ---------------------------------------------------------------------------------
+def test_a_failed_run_is_told_word_for_word_and_counted(
+    cloud: Cloud, context: Any, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    failed_run(
+        cloud,
+        [
+            {"StepName": "PreprocessData", "StepStatus": "Succeeded"},
+            {"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "ClientError: no val_rmse"},
+            {"StepName": "EvaluateModel", "StepStatus": "Failed"},
+        ],
+    )
+    track(load_event("pipeline_execution_failed"), context)
+
+    [notification] = cloud.notifications()
+    text, details = body_and_details(notification)
+    assert notification["Subject"] == "Pipeline run failed at TuneModel"
+    assert text == f"Pipeline execution {EXECUTION} failed at step TuneModel: ClientError: no val_rmse"
+    assert details == {
+        "execution_arn": EXECUTION,
+        "commit_id": None,
+        "failed_steps": [
+            {"step": "TuneModel", "reason": "ClientError: no val_rmse"},
+            {"step": "EvaluateModel", "reason": "no reason given"},
+        ],
+    }
+    assert metrics_emitted(capsys)["PipelineExecutionsFailed"] == 1
+    [line] = logged(caplog, "pipeline execution failed", "ERROR")
+    assert line["execution_arn"] == EXECUTION and len(line["failed_steps"]) == 2
+
+
+def test_a_failed_run_without_failed_steps_is_explained_by_the_execution(cloud: Cloud, context: Any) -> None:
+    failed_run(cloud, [{"StepName": "PreprocessData", "StepStatus": "Succeeded"}], reason="Stopped by a rule")
+    track(load_event("pipeline_execution_failed"), context)
+    [notification] = cloud.notifications()
+    assert notification["Subject"] == "Pipeline run failed at unknown step"
+    assert body_and_details(notification)[0].endswith("failed at step unknown step: Stopped by a rule")
+
+
+def test_a_failed_run_without_any_reason_says_unknown(cloud: Cloud, context: Any) -> None:
+    failed_run(cloud, [])
+    track(load_event("pipeline_execution_failed"), context)
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0].endswith("failed at step unknown step: unknown")
+
+
+def test_the_exit_message_leads_the_explanation_and_the_reason_follows(cloud: Cloud, context: Any) -> None:
+    job_arn = (
+        "arn:aws:sagemaker:us-east-1:123456789012:processing-job/pipelines-p4jn9xou8a8s-preprocessdata-x"
+    )
+    failed_run(
+        cloud,
+        [
+            {
+                "StepName": "PreprocessData",
+                "StepStatus": "Failed",
+                "FailureReason": "AlgorithmError: See job logs",
+                "Metadata": {"ProcessingJob": {"Arn": job_arn}},
+            }
+        ],
+    )
+    describe = Expected("DescribeProcessingJob")
+    describe.add(
+        {
+            "ProcessingJobName": "pipelines-p4jn9xou8a8s-preprocessdata-x",
+            "ExitMessage": "target MEDV missing",
+        },
+        {"ProcessingJobName": "pipelines-p4jn9xou8a8s-preprocessdata-x"},
+    )
+    cloud.apis.serve("sagemaker", "DescribeProcessingJob", describe)
+    track(load_event("pipeline_execution_failed"), context)
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0].endswith(
+        "failed at step PreprocessData: target MEDV missing (AlgorithmError: See job logs)"
+    )
+
+
+def test_a_processing_step_whose_job_gives_no_exit_message_keeps_its_reason(
+    cloud: Cloud, context: Any
+) -> None:
+    job = "pipelines-p4jn9xou8a8s-preprocessdata-y"
+    job_arn = f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job}"
+    failed_run(
+        cloud,
+        [
+            {
+                "StepName": "PreprocessData",
+                "StepStatus": "Failed",
+                "FailureReason": "AlgorithmError: exit code 1",
+                "Metadata": {"ProcessingJob": {"Arn": job_arn}},
+            }
+        ],
+    )
+    describe = Expected("DescribeProcessingJob")
+    describe.add({"ProcessingJobName": job}, {"ProcessingJobName": job})
+    cloud.apis.serve("sagemaker", "DescribeProcessingJob", describe)
+    result = track(load_event("pipeline_execution_failed"), context)
+    assert result["failed_steps"] == [{"step": "PreprocessData", "reason": "AlgorithmError: exit code 1"}]
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0].endswith("PreprocessData: AlgorithmError: exit code 1")
+
+
+def test_a_run_started_elsewhere_is_tied_to_its_commit_by_its_parameters(cloud: Cloud, context: Any) -> None:
+    # GIVEN a run the push handler did not start (console, CLI), whose parameters name the commit
+    commit = "c" * 40
+    failed_run(cloud, [{"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "OOM"}])
+    parameters = Expected("ListPipelineParametersForExecution")
+    parameters.add(
+        {
+            "PipelineParameters": [
+                {"Name": "CommitId", "Value": commit},
+                {"Name": "RepositoryName", "Value": REPOSITORY},
+            ]
+        },
+        {"PipelineExecutionArn": EXECUTION},
+    )
+    cloud.apis.serve("sagemaker", "ListPipelineParametersForExecution", parameters)
+    track(load_event("pipeline_execution_failed"), context)
+    # THEN the notification and the commit's ledger entry name that commit
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[1]["commit_id"] == commit
+    record = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{commit}", f"EXECUTION#{EXECUTION}")
+    assert record is not None and record["status"] == "Failed"
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        [{"Name": "CommitId", "Value": "c" * 40}],  # no repository: no commit to tie it to
+        [{"Name": "RepositoryName", "Value": REPOSITORY}],
+    ],
+)
+def test_a_run_started_elsewhere_without_both_names_is_tied_to_no_commit(
+    cloud: Cloud, context: Any, parameters: list[dict[str, str]]
+) -> None:
+    failed_run(cloud, [{"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "OOM"}])
+    listed = Expected("ListPipelineParametersForExecution")
+    listed.add({"PipelineParameters": parameters}, {"PipelineExecutionArn": EXECUTION})
+    cloud.apis.serve("sagemaker", "ListPipelineParametersForExecution", listed)
+    track(load_event("pipeline_execution_failed"), context)
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[1]["commit_id"] is None
+
+
+def test_a_succeeded_run_records_only_the_packages_its_succeeded_register_steps_made(
+    cloud: Cloud, context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-demo-models/4"
+    steps = [
+        {
+            "StepName": "RegisterModel",
+            "StepStatus": "Succeeded",
+            "Metadata": {"RegisterModel": {"Arn": package}},
+        },
+        {
+            "StepName": "RegisterOther",
+            "StepStatus": "Failed",
+            "Metadata": {"RegisterModel": {"Arn": package.replace("/4", "/5")}},
+        },
+        {"StepName": "EvaluateModel", "StepStatus": "Succeeded", "Metadata": {}},
+    ]
+    steps_of(cloud, EXECUTION, steps)
+    result = track(load_event("pipeline_execution_succeeded"), context)
+    assert result["registered_packages"] == [package]
+    assert result["execution_status"] == "Succeeded"
+    assert cloud.notifications() == []
+    counted = metrics_emitted(capsys)
+    assert counted["PipelineExecutionsSucceeded"] == 1 and counted["PipelineExecutionsFailed"] == 0
+    assert Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{package}") is not None
+    assert Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{package.replace('/4', '/5')}") is None
+
+
+# --- endpoints -------------------------------------------------------------------------------------
+def endpoint_event(status: str, config: str | None = None) -> dict[str, Any]:
+    event = load_event("endpoint_failed")
+    event["detail"]["EndpointStatus"] = status
+    if config is not None:
+        event["detail"]["EndpointConfigName"] = config
+    return event
+
+
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        ("FAILED", "failed"),
+        ("ROLLING_BACK", "rolling back"),
+        ("UPDATE_ROLLBACK_FAILED", "update rollback failed"),
+    ],
+)
+def test_each_endpoint_problem_is_told_with_sagemakers_reason(
+    cloud: Cloud, context: Any, capsys: pytest.CaptureFixture[str], status: str, said: str
+) -> None:
+    describe = Expected("DescribeEndpoint")
+    describe.add({"EndpointName": ENDPOINT, "FailureReason": "health check"}, {"EndpointName": ENDPOINT})
+    cloud.apis.serve("sagemaker", "DescribeEndpoint", describe)
+    event = endpoint_event(status)
+    result = track(event, context)
+    assert result == {
+        "status": "recorded",
+        "endpoint_name": ENDPOINT,
+        "endpoint_status": status,
+        "notified": said,
+    }
+    [notification] = cloud.notifications()
+    text, details = body_and_details(notification)
+    assert notification["Subject"] == f"Endpoint {ENDPOINT} {said}"
+    assert text == f"Endpoint {ENDPOINT} is {said}: health check"
+    assert details == {
+        "endpoint_name": ENDPOINT,
+        "endpoint_status": status,
+        "endpoint_config": event["detail"].get("EndpointConfigName"),
+        "requested_config": None,
+        "failure_reason": "health check",
+    }
+    assert metrics_emitted(capsys)["EndpointDeploymentProblems"] == 1
+
+
+def test_an_endpoint_problem_event_that_carries_its_reason_needs_no_describe(
+    cloud: Cloud, context: Any
+) -> None:
+    event = endpoint_event("FAILED")
+    event["detail"]["FailureReason"] = "capacity"
+    track(event, context)  # no DescribeEndpoint stand-in: moto would answer without a reason
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0] == f"Endpoint {ENDPOINT} is failed: capacity"
+
+
+def test_an_endpoint_problem_without_any_reason_says_so(cloud: Cloud, context: Any) -> None:
+    describe = Expected("DescribeEndpoint")
+    describe.add({"EndpointName": ENDPOINT}, {"EndpointName": ENDPOINT})
+    cloud.apis.serve("sagemaker", "DescribeEndpoint", describe)
+    track(endpoint_event("FAILED"), context)
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0] == f"Endpoint {ENDPOINT} is failed: no reason given"
+
+
+@pytest.mark.parametrize("status", ["CREATING", "UPDATING", "SYSTEM_UPDATING", "DELETING", "IN_SERVICE"])
+def test_endpoint_states_that_are_no_problem_tell_nobody(cloud: Cloud, context: Any, status: str) -> None:
+    result = track(endpoint_event(status), context)
+    assert "notified" not in result and cloud.notifications() == []
+
+
+def test_in_service_on_the_requested_config_is_no_rollback(cloud: Cloud, context: Any) -> None:
+    from orchestrator.lineage import LineageRecorder
+
+    Ledger(TABLE).update(f"ENDPOINT#{ENDPOINT}", "STATE", kind="endpoint", requested_config="cfg-v2")
+    assert LineageRecorder(Ledger(TABLE), None, "mlops-demo").endpoint_requested_config(ENDPOINT) == "cfg-v2"  # type: ignore[arg-type]
+    assert "notified" not in track(endpoint_event("IN_SERVICE", "cfg-v2"), context)
+    # the near miss: in service on another config than the one requested is a rollback
+    rolled = track(endpoint_event("IN_SERVICE", "cfg-v1") | {"id": "other-event"}, context)
+    assert rolled["notified"] == "rolled back"
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0] == (
+        f"Endpoint {ENDPOINT} rolled back: serving cfg-v1, requested cfg-v2"
+    )
+
+
+@pytest.mark.parametrize(("maximum", "scaled"), [("1", False), ("2", True)])
+def test_autoscaling_only_when_the_maximum_exceeds_the_instance_count(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch, maximum: str, scaled: bool
+) -> None:
+    monkeypatch.setenv("AUTOSCALING_MAX_CAPACITY", maximum)
+    reset_caches()
+    result = track(endpoint_event("IN_SERVICE"), context)
+    expected = f"endpoint/{ENDPOINT}/variant/AllTraffic" if scaled else None
+    assert result["autoscaling"] == expected
+
+
+# --- transform jobs --------------------------------------------------------------------------------
+def test_a_failed_transform_is_told_word_for_word(
+    cloud: Cloud, context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    event = load_event("transform_job_failed")
+    name = event["detail"]["TransformJobName"]
+    result = track(event, context)
+    assert result == {"status": "recorded", "transform_job": name, "transform_job_status": "Failed"}
+    [notification] = cloud.notifications()
+    assert notification["Subject"] == f"Transform job {name} failed"
+    text, details = body_and_details(notification)
+    assert text == f"Batch transform {name} failed: ClientError: See job logs for more information"
+    assert details == {
+        "transform_job": name,
+        "failure_reason": "ClientError: See job logs for more information",
+    }
+    assert metrics_emitted(capsys)["TransformJobsFailed"] == 1
+
+
+def test_a_failed_transform_without_a_reason_says_unknown(cloud: Cloud, context: Any) -> None:
+    event = load_event("transform_job_failed")
+    del event["detail"]["FailureReason"]
+    track(event, context)
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[0].endswith("failed: unknown")
+
+
+def test_a_completed_transform_is_recorded_and_tells_nobody(cloud: Cloud, context: Any) -> None:
+    event = load_event("transform_job_completed")
+    result = track(event, context)
+    assert result["transform_job_status"] == "Completed" and cloud.notifications() == []
+    record = Ledger(TABLE).get(f"TRANSFORM#{event['detail']['TransformJobName']}", "TRANSFORM")
+    assert record is not None and record["status"] == "Completed"
+
+
+# --- whose events ----------------------------------------------------------------------------------
+def test_our_pipeline_is_recognised_whatever_the_case_of_its_name(cloud: Cloud, context: Any) -> None:
+    cloud.apis.serve("sagemaker", "DescribePipelineExecution", lambda p: {})
+    event = load_event("pipeline_execution_failed")
+    upper = EXECUTION.replace("mlops-demo-pipeline", "MLOPS-DEMO-PIPELINE")
+    event["detail"]["pipelineExecutionArn"] = upper
+    event["detail"]["pipelineArn"] = upper.split("/execution/")[0]
+    steps_of(cloud, upper, [{"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "OOM"}])
+    assert track(event, context).get("reason") != "foreign-pipeline"
+
+
+@pytest.mark.parametrize(
+    ("job", "ours"),
+    [
+        ("mlops-demo-models-v3-1f2e3d4c", True),
+        ("MLOPS-DEMO-MODELS-v3-1f2e3d4c", True),
+        ("mlops-demo-modelsx-v3-1f2e3d4c", False),  # the near miss: the group's name without its dash
+        ("mlops-demo-models", False),
+        ("other-models-v3-1f2e3d4c", False),
+    ],
+)
+def test_transform_jobs_are_ours_by_the_groups_prefix(
+    cloud: Cloud, context: Any, job: str, ours: bool
+) -> None:
+    event = load_event("transform_job_completed")
+    event["detail"]["TransformJobName"] = job
+    result = track(event, context)
+    assert (result.get("reason") != "foreign-transform-job") is ours
+
+
+def test_endpoint_events_are_foreign_when_no_endpoint_is_deployed_to(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEPLOY_TARGET", "batch")
+    monkeypatch.setenv("ENDPOINT_NAME", "")
+    reset_caches()
+    result = track(endpoint_event("FAILED"), context)
+    assert result["reason"] == "foreign-endpoint" and cloud.notifications() == []
+
+
+def test_an_endpoint_of_another_name_is_foreign_and_ours_in_any_case(cloud: Cloud, context: Any) -> None:
+    describe = Expected("DescribeEndpoint")
+    describe.add({"EndpointName": ENDPOINT.upper()}, {"EndpointName": ENDPOINT.upper()})
+    cloud.apis.serve("sagemaker", "DescribeEndpoint", describe)
+    other = endpoint_event("FAILED")
+    other["detail"]["EndpointName"] = f"{ENDPOINT}-old"
+    assert track(other, context)["reason"] == "foreign-endpoint"
+    upper = endpoint_event("FAILED") | {"id": "upper-case"}
+    upper["detail"] = upper["detail"] | {"EndpointName": ENDPOINT.upper()}
+    assert track(upper, context).get("reason") != "foreign-endpoint"
