@@ -47,8 +47,12 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_permanent_and_transient_errors.py",
         "tests/unit/test_half_way_deaths.py",
     ],
-    "track": ["tests/unit/test_track_and_lineage.py"],
-    "lineage": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_start_pipeline.py"],
+    "track": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_track_details.py"],
+    "lineage": [
+        "tests/unit/test_track_and_lineage.py",
+        "tests/unit/test_start_pipeline.py",
+        "tests/unit/test_lineage_records.py",
+    ],
 }
 # Mutants that change nothing a caller can observe, by name, with the reason (also listed in the README).
 _ROOT_LOCATION = (

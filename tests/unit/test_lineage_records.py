@@ -1,0 +1,343 @@
+"""The lineage recorder, record by record: what each link writes to the ledger and to SageMaker lineage.
+
+The ledger answers "where did commit C go" and "what serves on endpoint E" in one Query each; SageMaker
+lineage is what Studio shows. Each test checks the exact items and entities one link leaves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from orchestrator.adapters.ledger import Ledger
+from orchestrator.adapters.sagemaker import SageMakerAdapter
+from orchestrator.domain import CommitRef, PackageLineage
+from orchestrator.lineage import LineageRecorder, commit_lineage, endpoint_lineage
+from orchestrator.observability import metrics
+from tests.unit.conftest import ENDPOINT, GROUP, REPOSITORY, TABLE, Cloud, logged
+from tests.unit.fakes import client_error
+
+PROJECT = "mlops-demo"
+SHA = "7f6e1f5a2b3c4d5e6f708192a3b4c5d6e7f80912"
+EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-demo-pipeline/execution/p4jn9xou8a8s"
+PACKAGE = f"arn:aws:sagemaker:us-east-1:123456789012:model-package/{GROUP}/3"
+COMMIT = CommitRef(REPOSITORY, "main", SHA)
+
+
+def recorder() -> LineageRecorder:
+    return LineageRecorder(Ledger(TABLE), SageMakerAdapter(), PROJECT)
+
+
+def package(**changes: Any) -> PackageLineage:
+    values: dict[str, Any] = {
+        "package_arn": PACKAGE,
+        "group": GROUP,
+        "version": 3,
+        "approval_status": "Approved",
+        "package_status": "Completed",
+        "approver": "arn:aws:iam::123456789012:user/reviewer",
+        "approval_description": "metrics reviewed",
+        "decided_at": "2026-12-01T10:00:00.000+00:00",
+        "repository": REPOSITORY,
+        "commit_id": SHA,
+        "execution_arn": EXECUTION,
+        "model_data_url": "s3://bucket/pipelines/training/tune-model-003/output/model.tar.gz",
+        "training_job": "tune-model-003",
+        "hyperparameters": {"learning_rate": "0.01"},
+        "training_metrics": {"val_rmse": 3.1},
+        "evaluation": {"regression_metrics": {"rmse": {"value": 3.2}}},
+    }
+    return PackageLineage(**(values | changes))
+
+
+def without_times(item: dict[str, Any] | None) -> dict[str, Any]:
+    assert item is not None
+    return {
+        k: v for k, v in item.items() if k not in {"recorded_at", "started_at", "deployed_at", "status_at"}
+    }
+
+
+def test_a_skipped_push_keeps_why_and_at_most_fifty_paths(cloud: Cloud) -> None:
+    recorder().push_skipped(COMMIT, "no-relevant-changes", [f"docs/{n}.md" for n in range(60)])
+    item = without_times(Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{SHA}", "COMMIT"))
+    assert item == {
+        "pk": f"COMMIT#{REPOSITORY}#{SHA}",
+        "sk": "COMMIT",
+        "kind": "commit",
+        "repository": REPOSITORY,
+        "branch": "main",
+        "commit_id": SHA,
+        "outcome": "skipped",
+        "reason": "no-relevant-changes",
+        "changed_paths": [f"docs/{n}.md" for n in range(50)],
+    }
+    assert not recorder().run_started(REPOSITORY, SHA)
+
+
+def test_a_started_run_is_recorded_under_its_commit_and_as_itself_and_in_studio(cloud: Cloud) -> None:
+    recorder().execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {"CommitId": SHA})
+    ledger = Ledger(TABLE)
+    assert without_times(ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", "COMMIT"))["outcome"] == "started"
+    assert ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", "COMMIT")["execution_arn"] == EXECUTION  # type: ignore[index]
+    assert recorder().run_started(REPOSITORY, SHA)
+    assert without_times(ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"EXECUTION#{EXECUTION}")) == {
+        "pk": f"COMMIT#{REPOSITORY}#{SHA}",
+        "sk": f"EXECUTION#{EXECUTION}",
+        "kind": "execution",
+        "execution_arn": EXECUTION,
+        "display_name": "main-7f6e1f5a2b3c",
+        "status": "Executing",
+    }
+    assert without_times(ledger.get(f"EXECUTION#{EXECUTION}", "EXECUTION")) == {
+        "pk": f"EXECUTION#{EXECUTION}",
+        "sk": "EXECUTION",
+        "kind": "execution",
+        "execution_arn": EXECUTION,
+        "repository": REPOSITORY,
+        "branch": "main",
+        "commit_id": SHA,
+        "status": "Executing",
+        "parameters": {"CommitId": SHA},
+    }
+    assert recorder().execution_commit(EXECUTION) == COMMIT
+    # Studio: the commit's context contributed to the run's action
+    entities = {cloud.lineage.name_of(arn): entity for arn, entity in cloud.lineage.entities.items()}
+    context = entities[f"{PROJECT}-commit-{SHA}"]
+    assert (context["kind"], context["ContextType"], context["Source"]["SourceUri"]) == (
+        "context",
+        "GitCommit",
+        f"codecommit://{REPOSITORY}/{SHA}",
+    )
+    assert context["Properties"] == {"repository": REPOSITORY, "branch": "main", "commit": SHA}
+    action = entities[f"{PROJECT}-pipeline-execution-p4jn9xou8a8s"]
+    assert (action["ActionType"], action["Source"]["SourceUri"]) == ("PipelineExecution", EXECUTION)
+    assert cloud.lineage.chain() == {
+        (f"{PROJECT}-commit-{SHA}", f"{PROJECT}-pipeline-execution-p4jn9xou8a8s", "ContributedTo")
+    }
+
+
+def test_a_runs_status_updates_the_run_and_its_commit_entry(cloud: Cloud) -> None:
+    lineage = recorder()
+    lineage.execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {})
+    lineage.execution_status(EXECUTION, "Failed", COMMIT, {"failed_steps": [{"step": "TuneModel"}]})
+    ledger = Ledger(TABLE)
+    for pk, sk in (
+        (f"EXECUTION#{EXECUTION}", "EXECUTION"),
+        (f"COMMIT#{REPOSITORY}#{SHA}", f"EXECUTION#{EXECUTION}"),
+    ):
+        item = ledger.get(pk, sk)
+        assert item is not None
+        assert (item["status"], item["failure"]) == ("Failed", {"failed_steps": [{"step": "TuneModel"}]})
+
+
+def test_a_run_without_a_known_commit_updates_only_itself(cloud: Cloud) -> None:
+    recorder().execution_status(EXECUTION, "Succeeded", None)
+    ledger = Ledger(TABLE)
+    assert ledger.get(f"EXECUTION#{EXECUTION}", "EXECUTION")["status"] == "Succeeded"  # type: ignore[index]
+    assert recorder().execution_commit(EXECUTION) is None  # the near miss: a record, but without a commit
+    assert ledger.partition(f"COMMIT#{REPOSITORY}#{SHA}") == []
+
+
+def test_a_registered_package_is_listed_under_its_run_and_its_commit(cloud: Cloud) -> None:
+    recorder().package_registered(EXECUTION, PACKAGE, COMMIT)
+    ledger = Ledger(TABLE)
+    assert without_times(ledger.get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{PACKAGE}"))["package_arn"] == PACKAGE
+    under_commit = without_times(ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"PACKAGE#{PACKAGE}"))
+    assert (under_commit["package_arn"], under_commit["execution_arn"]) == (PACKAGE, EXECUTION)
+    recorder().package_registered(EXECUTION, PACKAGE.replace("/3", "/4"), None)
+    assert ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"PACKAGE#{PACKAGE.replace('/3', '/4')}") is None
+
+
+def test_a_decided_package_is_recorded_whole_and_produced_by_its_run_in_studio(cloud: Cloud) -> None:
+    lineage = recorder()
+    lineage.execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {})
+    lineage.package_decided(package())
+    ledger = Ledger(TABLE)
+    record = without_times(ledger.get(f"PACKAGE#{PACKAGE}", "PACKAGE"))
+    assert record == {"pk": f"PACKAGE#{PACKAGE}", "sk": "PACKAGE", "kind": "package", **package().as_dict()}
+    under_commit = without_times(ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"PACKAGE#{PACKAGE}"))
+    assert {k: under_commit[k] for k in ("version", "approval_status", "approver", "decided_at")} == {
+        "version": 3,
+        "approval_status": "Approved",
+        "approver": "arn:aws:iam::123456789012:user/reviewer",
+        "decided_at": "2026-12-01T10:00:00.000+00:00",
+    }
+    assert ledger.get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{PACKAGE}") is not None
+    assert (f"{PROJECT}-pipeline-execution-p4jn9xou8a8s", f"{GROUP}-v3", "Produced") in cloud.lineage.chain()
+    artifact = next(e for e in cloud.lineage.entities.values() if e.get("ArtifactType") == "ModelPackage")
+    assert artifact["Source"]["SourceUri"] == PACKAGE
+    assert artifact["Properties"] == {"group": GROUP, "version": "3"}
+
+
+def test_a_package_without_run_or_commit_is_recorded_alone(cloud: Cloud) -> None:
+    recorder().package_decided(package(execution_arn=None, repository=None, commit_id=None))
+    ledger = Ledger(TABLE)
+    assert ledger.get(f"PACKAGE#{PACKAGE}", "PACKAGE") is not None
+    assert ledger.partition(f"COMMIT#{REPOSITORY}#{SHA}") == []
+    assert cloud.lineage.associations == set()
+
+
+def test_a_deployment_is_recorded_on_the_endpoint_the_commit_and_in_studio(cloud: Cloud) -> None:
+    lineage = recorder()
+    config = f"{ENDPOINT}-v3-abcdef12"
+    config_arn = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/{config}"
+    lineage.deployed_to_endpoint(package(), ENDPOINT, config, config_arn, "approved")
+    ledger = Ledger(TABLE)
+    deployment = without_times(ledger.get(f"ENDPOINT#{ENDPOINT}", f"CONFIG#{config}"))
+    assert deployment == {
+        "pk": f"ENDPOINT#{ENDPOINT}",
+        "sk": f"CONFIG#{config}",
+        "kind": "deployment",
+        "endpoint_name": ENDPOINT,
+        "endpoint_config_name": config,
+        "reason": "approved",
+        **package().as_dict(),
+    }
+    state = ledger.get(f"ENDPOINT#{ENDPOINT}", "STATE")
+    assert state is not None
+    assert (state["requested_config"], state["requested_package_arn"]) == (config, PACKAGE)
+    [event] = [i for i in ledger.partition(f"ENDPOINT#{ENDPOINT}") if i["sk"].startswith("EVENT#")]
+    assert (event["action"], event["config"]) == ("approved", config)
+    on_commit = without_times(ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"DEPLOYMENT#{ENDPOINT}#{config}"))
+    assert (on_commit["kind"], on_commit["package_arn"], on_commit["reason"]) == (
+        "deployment",
+        PACKAGE,
+        "approved",
+    )
+    chain = cloud.lineage.chain()
+    assert (f"{GROUP}-v3", f"{PROJECT}-deploy-{config}", "ContributedTo") in chain
+    assert (f"{PROJECT}-deploy-{config}", config, "Produced") in chain
+    entities = {cloud.lineage.name_of(arn): e for arn, e in cloud.lineage.entities.items()}
+    assert entities[config]["Source"]["SourceUri"] == config_arn
+    assert entities[f"{PROJECT}-deploy-{config}"]["Source"]["SourceUri"] == f"endpoint/{ENDPOINT}/{config}"
+    assert entities[f"{PROJECT}-deploy-{config}"]["Properties"] == {
+        "endpoint": ENDPOINT,
+        "reason": "approved",
+    }
+    # what serves there, in one query
+    lineage.endpoint_state(ENDPOINT, "IN_SERVICE", config, None)
+    answer = endpoint_lineage(ledger, ENDPOINT)
+    assert answer["serving_config"] == config and answer["status"] == "IN_SERVICE"
+    assert answer["serving"]["package_arn"] == PACKAGE and answer["serving"]["commit_id"] == SHA
+    assert [h["action"] for h in answer["history"]] == ["approved", None]
+
+
+def test_an_endpoint_config_without_an_arn_gets_a_stand_in_source(cloud: Cloud) -> None:
+    recorder().deployed_to_endpoint(package(), ENDPOINT, "cfg", None, "rollback-from-v4")
+    artifact = next(e for e in cloud.lineage.entities.values() if e.get("ArtifactType") == "EndpointConfig")
+    assert artifact["Source"]["SourceUri"] == "endpoint-config/cfg"
+
+
+def test_only_in_service_names_the_serving_config(cloud: Cloud) -> None:
+    lineage, ledger = recorder(), Ledger(TABLE)
+    lineage.endpoint_state(ENDPOINT, "UPDATING", "cfg-2", None)
+    assert "in_service_config" not in ledger.get(f"ENDPOINT#{ENDPOINT}", "STATE")  # type: ignore[operator]
+    lineage.endpoint_state(ENDPOINT, "IN_SERVICE", "cfg-1", None)
+    lineage.endpoint_state(ENDPOINT, "FAILED", "cfg-2", "capacity")
+    state = ledger.get(f"ENDPOINT#{ENDPOINT}", "STATE")
+    assert state is not None
+    assert (state["in_service_config"], state["status"], state["failure_reason"]) == (
+        "cfg-1",
+        "FAILED",
+        "capacity",
+    )
+    events = [i for i in ledger.partition(f"ENDPOINT#{ENDPOINT}") if i["sk"].startswith("EVENT#")]
+    assert [(e["status"], e["config"]) for e in events] == [
+        ("UPDATING", "cfg-2"),
+        ("IN_SERVICE", "cfg-1"),
+        ("FAILED", "cfg-2"),
+    ]
+
+
+def test_a_transform_is_recorded_and_its_state_reaches_its_commit(cloud: Cloud) -> None:
+    lineage, ledger = recorder(), Ledger(TABLE)
+    lineage.transform_started(package(), "job-1", "s3://b/in/", "s3://b/out/job-1")
+    record = without_times(ledger.get("TRANSFORM#job-1", "TRANSFORM"))
+    assert {k: record[k] for k in ("transform_job", "input_uri", "output_uri", "status", "package_arn")} == {
+        "transform_job": "job-1",
+        "input_uri": "s3://b/in/",
+        "output_uri": "s3://b/out/job-1",
+        "status": "InProgress",
+        "package_arn": PACKAGE,
+    }
+    lineage.transform_state("job-1", "Failed", "ClientError: bad input")
+    on_commit = ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", "TRANSFORM#job-1")
+    assert on_commit is not None
+    assert (on_commit["status"], on_commit["failure_reason"]) == ("Failed", "ClientError: bad input")
+    artifact = next(e for e in cloud.lineage.entities.values() if e.get("ArtifactType") == "TransformJob")
+    assert (artifact["Source"]["SourceUri"], artifact["Properties"]) == (
+        "s3://b/out/job-1",
+        {"input": "s3://b/in/"},
+    )
+    assert (f"{GROUP}-v3", "job-1", "ContributedTo") in cloud.lineage.chain()
+    where = commit_lineage(ledger, REPOSITORY, SHA)
+    assert [t["transform_job"] for t in where["transform_jobs"]] == ["job-1"]
+
+
+def test_the_state_of_a_transform_started_elsewhere_is_recorded_alone(cloud: Cloud) -> None:
+    assert recorder().transform_state("someone-elses", "Completed", None) is not None
+    assert Ledger(TABLE).get("TRANSFORM#someone-elses", "TRANSFORM")["status"] == "Completed"  # type: ignore[index]
+
+
+def test_studio_refusing_a_write_is_logged_and_counted_and_the_ledger_still_written(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create = cloud.lineage._create
+
+    def refuse_contexts(kind: str, name_key: str, params: dict[str, Any], operation: str) -> str:
+        if kind == "context":
+            raise client_error("ResourceLimitExceeded", "too many contexts", operation)
+        return create(kind, name_key, params, operation)
+
+    monkeypatch.setattr(cloud.lineage, "_create", refuse_contexts)
+    metrics.clear_metrics()
+    lineage = recorder()
+    lineage.execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {})
+    assert lineage.run_started(REPOSITORY, SHA)
+    [line] = logged(caplog, "sagemaker lineage not recorded", "WARNING")
+    assert (line["entity"], line["error"]) == ("commit context", "ResourceLimitExceeded")
+    assert metrics.metric_set["LineageWriteFailures"]["Value"] == [1.0]
+    metrics.clear_metrics()
+    assert cloud.lineage.associations == set()  # no association to a context that doesn't exist
+
+
+def test_an_unexpected_studio_error_other_than_client_errors_is_not_swallowed(
+    cloud: Cloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: Any) -> str:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(cloud.lineage, "_create", broken)
+    with pytest.raises(RuntimeError):
+        recorder().execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {})
+
+
+def test_commit_lineage_answers_where_the_commit_went(cloud: Cloud) -> None:
+    lineage = recorder()
+    lineage.execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {})
+    lineage.package_registered(EXECUTION, PACKAGE, COMMIT)
+    lineage.deployed_to_endpoint(package(), ENDPOINT, "cfg", None, "approved")
+    where = commit_lineage(Ledger(TABLE), REPOSITORY, SHA)
+    assert where["push"]["outcome"] == "started" and "pk" not in where["push"]
+    assert [e["execution_arn"] for e in where["executions"]] == [EXECUTION]
+    assert [p["package_arn"] for p in where["packages"]] == [PACKAGE]
+    assert [d["endpoint_config_name"] for d in where["deployments"]] == ["cfg"]
+    assert where["transform_jobs"] == []
+    assert all("sk" not in entry and "kind" not in entry for entry in where["executions"] + where["packages"])
+    empty = commit_lineage(Ledger(TABLE), REPOSITORY, "0" * 40)
+    assert empty["push"] is None and empty["executions"] == []
+
+
+def test_endpoint_lineage_falls_back_to_the_requested_config_until_one_is_in_service(cloud: Cloud) -> None:
+    recorder().deployed_to_endpoint(package(), ENDPOINT, "cfg-3", None, "approved")
+    answer = endpoint_lineage(Ledger(TABLE), ENDPOINT)
+    assert (answer["serving_config"], answer["requested_config"]) == ("cfg-3", "cfg-3")
+    assert answer["serving"]["version"] == 3
+    nothing = endpoint_lineage(Ledger(TABLE), "other-endpoint")
+    assert nothing["serving"] is None and nothing["history"] == [] and nothing["status"] is None
+
+
+def test_a_lineage_client_error_is_a_client_error(cloud: Cloud) -> None:
+    # the guard's premise: the recorder's fallback catches only AWS's answers
+    assert issubclass(type(client_error("X", "y", "Z")), ClientError)
