@@ -67,9 +67,10 @@ class FaultPlan:
     delay: float = 0.0  # events held back, so that later events overtake them
     max_delay_s: float = 1.0
     job_failure: float = 0.0  # processing and training jobs that fail with an internal error
+    training_failure: float = 0.0  # training jobs only (a run gets as far as its tuning step)
 
     def __post_init__(self) -> None:
-        for name in ("throttle", "server_error", "duplicate", "delay", "job_failure"):
+        for name in ("throttle", "server_error", "duplicate", "delay", "job_failure", "training_failure"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"fault rate {name}={value} is not a fraction between 0 and 1")
@@ -80,7 +81,8 @@ class FaultPlan:
 
     @property
     def active(self) -> bool:
-        return any((self.throttle, self.server_error, self.duplicate, self.delay, self.job_failure))
+        rates = (self.throttle, self.server_error, self.duplicate, self.delay, self.job_failure)
+        return any((*rates, self.training_failure))
 
     @classmethod
     def parse(cls, text: str) -> FaultPlan:
@@ -140,7 +142,8 @@ class Faults:
         return duplicate, hold
 
     def job_fails(self, kind: str, job_name: str) -> bool:
-        if self._draw() < self.plan.job_failure:
+        rate = max(self.plan.job_failure, self.plan.training_failure if kind == "training" else 0.0)
+        if self._draw() < rate:
             self._count(f"job-failed:{kind}")
             return True
         return False

@@ -288,3 +288,89 @@ def test_a_burst_of_pushes_runs_each_commit_at_most_once_and_only_the_head_keeps
     assert injected.summary().get("duplicated", 0) >= 1
     stop_everything(local_cloud)
     wait_for_runs_to_finish(local_cloud, commits)
+
+
+def test_a_failed_training_job_fails_the_run_at_its_tuning_step_and_the_notice_says_why(
+    local_cloud: LocalCloud, faults: Callable[..., Faults]
+) -> None:
+    # GIVEN every training job failing (preprocessing runs for real), events duplicated
+    injected = faults(seed=31, training_failure=1.0, duplicate=0.5, throttle=0.05)
+    before = len(notifications(local_cloud))
+
+    # WHEN a commit is pushed and its run ends
+    commit = push(local_cloud, "training-fails")
+    settle(local_cloud)
+    wait_for_runs_to_finish(local_cloud, [commit])
+    settle(local_cloud)
+
+    # THEN the run failed at TuneModel, and one notice names the step and the training job's reason
+    [run] = runs_by_commit(local_cloud)[commit]
+    assert run["PipelineExecutionStatus"] == "Failed"
+    [notice] = [n for n in notifications(local_cloud)[before:] if run["PipelineExecutionArn"] in n["message"]]
+    assert notice["subject"] == "Pipeline run failed at TuneModel"
+    assert "All training jobs failed" in notice["message"] and "InternalServerError" in notice["message"]
+    steps = local_cloud.aws.new_client("sagemaker").list_pipeline_execution_steps(
+        PipelineExecutionArn=run["PipelineExecutionArn"]
+    )["PipelineExecutionSteps"]
+    assert {s["StepName"]: s["StepStatus"] for s in steps}["PreprocessData"] == "Succeeded"
+    assert injected.summary()["job-failed"] >= 1
+
+
+def test_an_endpoint_whose_model_cannot_load_fails_and_the_notice_and_ledger_say_why(
+    local_cloud: LocalCloud, faults: Callable[..., Faults]
+) -> None:
+    import io
+    import tarfile
+
+    # GIVEN a registered package whose model archive holds no SavedModel
+    env, sagemaker = local_cloud.env, local_cloud.aws.new_client("sagemaker")
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        readme = b"not a model\n"
+        info = tarfile.TarInfo("README.txt")
+        info.size = len(readme)
+        tar.addfile(info, io.BytesIO(readme))
+    key = "pipelines/training/broken-job/output/model.tar.gz"
+    local_cloud.aws.new_client("s3").put_object(
+        Bucket=env["ARTIFACT_BUCKET"], Key=key, Body=archive.getvalue()
+    )
+    package_arn = sagemaker.create_model_package(
+        ModelPackageGroupName=env["MODEL_PACKAGE_GROUP_NAME"],
+        ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={
+            "Containers": [
+                {"Image": env["INFERENCE_IMAGE_URI"], "ModelDataUrl": f"s3://{env['ARTIFACT_BUCKET']}/{key}"}
+            ],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+    )["ModelPackageArn"]
+    settle(local_cloud)
+    injected = faults(seed=37, throttle=0.1, duplicate=0.5, delay=0.3, max_delay_s=0.5)
+    before = len(notifications(local_cloud))
+
+    # WHEN a reviewer approves it
+    sagemaker.update_model_package(ModelPackageArn=package_arn, ModelApprovalStatus="Approved")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        settle(local_cloud)
+        try:
+            status = sagemaker.describe_endpoint(EndpointName=env["ENDPOINT_NAME"])["EndpointStatus"]
+        except ClientError:
+            status = None
+        if status == "Failed":
+            break
+        time.sleep(0.5)
+    settle(local_cloud)
+
+    # THEN the endpoint is Failed, one notice says so with the reason, and the ledger holds it
+    assert status == "Failed"
+    notices = [n for n in notifications(local_cloud)[before:] if n["subject"].endswith(" failed")]
+    assert len(notices) == 1 and "SavedModel" in notices[0]["message"]
+    state = local_cloud.aws.new_client("dynamodb").get_item(
+        TableName=env["LEDGER_TABLE_NAME"],
+        Key={"pk": {"S": f"ENDPOINT#{env['ENDPOINT_NAME']}"}, "sk": {"S": "STATE"}},
+    )["Item"]
+    assert state["status"]["S"] == "FAILED" and "SavedModel" in state["failure_reason"]["S"]
+    assert sum(injected.summary().values()) >= 1
+    local_cloud.aws.new_client("sagemaker").delete_endpoint(EndpointName=env["ENDPOINT_NAME"])
