@@ -36,7 +36,7 @@ MODULES: dict[str, list[str]] = {
         "tests/properties/test_hostile_events.py",
         "tests/template/test_aws_documented_events.py",
     ],
-    "packaging": ["tests/unit/test_start_pipeline.py"],
+    "packaging": ["tests/unit/test_start_pipeline.py", "tests/unit/test_packaging.py"],
     "push": [
         "tests/unit/test_start_pipeline.py",
         "tests/unit/test_permanent_and_transient_errors.py",
