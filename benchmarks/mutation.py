@@ -39,6 +39,7 @@ MODULES: dict[str, list[str]] = {
     "packaging": ["tests/unit/test_start_pipeline.py", "tests/unit/test_packaging.py"],
     "push": [
         "tests/unit/test_start_pipeline.py",
+        "tests/unit/test_push_details.py",
         "tests/unit/test_permanent_and_transient_errors.py",
         "tests/unit/test_half_way_deaths.py",
     ],
