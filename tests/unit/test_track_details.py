@@ -4,6 +4,7 @@ are ours. People read the notifications and alarms watch the metrics, so both ar
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from typing import Any
 
@@ -18,7 +19,8 @@ from tests.unit.test_track_and_lineage import EXECUTION, steps_of
 
 
 def metrics_emitted(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
-    """The metrics the handler flushed (Powertools writes CloudWatch EMF documents to stdout)."""
+    """The metrics the handler flushed (Powertools writes CloudWatch EMF documents to stdout); every one of
+    ours is a Count."""
     counted: Counter[str] = Counter()
     for line in capsys.readouterr().out.splitlines():
         try:
@@ -28,9 +30,26 @@ def metrics_emitted(capsys: pytest.CaptureFixture[str]) -> Counter[str]:
         if isinstance(document, dict) and "_aws" in document:
             for directive in document["_aws"]["CloudWatchMetrics"]:
                 for metric in directive["Metrics"]:
+                    assert metric.get("Unit") == "Count", metric
                     values = document[metric["Name"]]
                     counted[metric["Name"]] += int(sum(values) if isinstance(values, list) else values)
     return counted
+
+
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def log_lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every line the handler logged: level, message and its keyword fields (Powertools' extras)."""
+    return [
+        (
+            record.levelname,
+            record.getMessage(),
+            {k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS and not k.startswith("_")},
+        )
+        for record in caplog.records
+        if record.name.startswith("mlops")
+    ]
 
 
 def body_and_details(notification: dict[str, str]) -> tuple[str, dict[str, Any]]:
@@ -398,3 +417,150 @@ def test_an_endpoint_of_another_name_is_foreign_and_ours_in_any_case(cloud: Clou
     upper = endpoint_event("FAILED") | {"id": "upper-case"}
     upper["detail"] = upper["detail"] | {"EndpointName": ENDPOINT.upper()}
     assert track(upper, context).get("reason") != "foreign-endpoint"
+
+
+# --- the whole record of one change: answer, log, ledger --------------------------------------------
+def test_a_failed_runs_answer_log_and_ledger_record_in_full(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    steps = [{"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "OOM"}]
+    failed_run(cloud, steps, reason="Step failure: One or multiple steps failed.")
+    caplog.set_level(logging.INFO)
+    result = track(load_event("pipeline_execution_failed"), context)
+    assert result == {
+        "status": "recorded",
+        "execution_arn": EXECUTION,
+        "execution_status": "Failed",
+        "failed_steps": [{"step": "TuneModel", "reason": "OOM"}],
+    }
+    lines = [(level, message) for level, message, _ in log_lines(caplog)]
+    assert ("INFO", "pipeline execution status recorded") in lines
+    [(_, _, fields)] = [line for line in log_lines(caplog) if line[1] == "pipeline execution status recorded"]
+    assert fields == {"execution_arn": EXECUTION, "execution_status": "Failed"}
+    record = Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", "EXECUTION")
+    assert record is not None and record["failure"] == {
+        "failed_steps": [{"step": "TuneModel", "reason": "OOM"}],
+        "execution_failure_reason": "Step failure: One or multiple steps failed.",
+    }
+
+
+def test_the_ledger_knows_the_commit_of_a_run_the_push_started_without_asking_sagemaker(
+    cloud: Cloud, context: Any
+) -> None:
+    from orchestrator.adapters.sagemaker import SageMakerAdapter
+    from orchestrator.domain import CommitRef
+    from orchestrator.lineage import LineageRecorder
+
+    commit = CommitRef(REPOSITORY, "main", "d" * 40)
+    LineageRecorder(Ledger(TABLE), SageMakerAdapter(), "mlops-demo").execution_started(
+        commit, EXECUTION, "n", {}
+    )
+    package = "arn:aws:sagemaker:us-east-1:123456789012:model-package/mlops-demo-models/9"
+    steps_of(
+        cloud,
+        EXECUTION,
+        [
+            {
+                "StepName": "RegisterModel",
+                "StepStatus": "Succeeded",
+                "Metadata": {"RegisterModel": {"Arn": package}},
+            }
+        ],
+    )
+    track(load_event("pipeline_execution_succeeded"), context)
+    assert cloud.apis.calls["sagemaker.ListPipelineParametersForExecution"] == []
+    under_commit = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{'d' * 40}", f"PACKAGE#{package}")
+    assert under_commit is not None and under_commit["execution_arn"] == EXECUTION
+    run = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{'d' * 40}", f"EXECUTION#{EXECUTION}")
+    assert run is not None and run["status"] == "Succeeded"
+
+
+def test_a_run_that_fails_again_after_a_retry_is_told_again(cloud: Cloud, context: Any) -> None:
+    # RetryPipelineExecution: the same execution reaches Failed a second time, later
+    steps = [{"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "OOM"}]
+    cloud.apis.serve("sagemaker", "ListPipelineExecutionSteps", lambda p: {"PipelineExecutionSteps": steps})
+    cloud.apis.serve("sagemaker", "DescribePipelineExecution", lambda p: {})
+    first = load_event("pipeline_execution_failed")
+    again = load_event("pipeline_execution_failed") | {"id": "retried-0000-4000-8000-000000000000"}
+    again["detail"] = again["detail"] | {"executionEndTime": "2024-05-14T11:02:13Z"}
+    track(first, context)
+    track(again, context)
+    assert len(cloud.notifications()) == 2
+
+
+def test_two_runs_failing_at_the_same_moment_are_two_changes(cloud: Cloud, context: Any) -> None:
+    other = EXECUTION.replace("p4jn9xou8a8s", "zz9xou8a8sp4")
+    steps = [{"StepName": "TuneModel", "StepStatus": "Failed", "FailureReason": "OOM"}]
+    cloud.apis.serve("sagemaker", "ListPipelineExecutionSteps", lambda p: {"PipelineExecutionSteps": steps})
+    cloud.apis.serve("sagemaker", "DescribePipelineExecution", lambda p: {})
+    first = load_event("pipeline_execution_failed")
+    second = load_event("pipeline_execution_failed") | {"id": "second-0000-4000-8000-000000000000"}
+    second["detail"] = second["detail"] | {"pipelineExecutionArn": other}
+    track(first, context)
+    track(second, context)
+    assert len(cloud.notifications()) == 2
+
+
+def test_each_tracked_change_is_keyed_by_resource_state_and_time() -> None:
+    from orchestrator.events import EndpointStateEvent, PipelineExecutionStatusEvent, TransformJobStateEvent
+    from orchestrator.track import state_change
+
+    execution = PipelineExecutionStatusEvent.model_validate(load_event("pipeline_execution_failed"))
+    assert state_change(execution) == {
+        "resource": EXECUTION,
+        "state": "Failed",
+        "changed_at": str(execution.detail.execution_end_time),
+    }
+    endpoint = EndpointStateEvent.model_validate(load_event("endpoint_in_service"))
+    assert state_change(endpoint) == {
+        "resource": ENDPOINT,
+        "state": f"IN_SERVICE:{endpoint.detail.endpoint_config_name}",
+        "changed_at": str(endpoint.detail.last_modified_time),
+    }
+    transform = TransformJobStateEvent.model_validate(load_event("transform_job_failed"))
+    assert state_change(transform) == {
+        "resource": "mlops-demo-models-v3-1f2e3d4c",
+        "state": "Failed",
+        "changed_at": "",
+    }
+
+
+def test_problem_and_transform_lines_carry_their_fields(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    describe = Expected("DescribeEndpoint")
+    describe.add({"EndpointName": ENDPOINT, "FailureReason": "x"}, {"EndpointName": ENDPOINT})
+    cloud.apis.serve("sagemaker", "DescribeEndpoint", describe)
+    track(endpoint_event("FAILED"), context)
+    track(load_event("transform_job_failed"), context)
+    monkeypatch.setenv("AUTOSCALING_MAX_CAPACITY", "3")
+    reset_caches()
+    track(endpoint_event("IN_SERVICE", "cfg-1"), context)
+    lines = {message: (level, fields) for level, message, fields in log_lines(caplog)}
+    assert lines["endpoint deployment problem"] == (
+        "ERROR",
+        {"endpoint_name": ENDPOINT, "endpoint_status": "FAILED", "rolled_back": False},
+    )
+    assert lines["transform job failed"] == (
+        "ERROR",
+        {
+            "transform_job": "mlops-demo-models-v3-1f2e3d4c",
+            "reason": "ClientError: See job logs for more information",
+        },
+    )
+    assert lines["endpoint autoscaling in place"] == (
+        "INFO",
+        {"resource_id": f"endpoint/{ENDPOINT}/variant/AllTraffic", "max_capacity": 3},
+    )
+    transform = Ledger(TABLE).get("TRANSFORM#mlops-demo-models-v3-1f2e3d4c", "TRANSFORM")
+    assert (
+        transform is not None
+        and transform["failure_reason"] == "ClientError: See job logs for more information"
+    )
+
+
+def test_a_rollback_notice_names_the_requested_config(cloud: Cloud, context: Any) -> None:
+    Ledger(TABLE).update(f"ENDPOINT#{ENDPOINT}", "STATE", kind="endpoint", requested_config="cfg-v2")
+    track(endpoint_event("IN_SERVICE", "cfg-v1"), context)
+    [notification] = cloud.notifications()
+    assert body_and_details(notification)[1]["requested_config"] == "cfg-v2"
