@@ -24,6 +24,8 @@ from localcloud.cloud import LocalCloud
 from localcloud.faults import JOB_FAILURE_REASON, FaultPlan, Faults
 from orchestrator.clients import RETRIES
 
+pytestmark = pytest.mark.slow  # a local cloud, and runs on it
+
 ROOT = Path(__file__).resolve().parents[2]
 TRAINING_CODE = ROOT / "training_code"
 FINISHED = {"Succeeded", "Failed", "Stopped"}
@@ -117,6 +119,22 @@ def push(cloud: LocalCloud, tag: str) -> str:
     return cloud.push(source, f"variant {tag}")
 
 
+def push_and_await_the_failure(
+    cloud: LocalCloud, tag: str, notices_before: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Push a commit, wait for its one run to end Failed; returns the run and its one notification."""
+    commit = push(cloud, tag)
+    settle(cloud)
+    wait_for_runs_to_finish(cloud, [commit])
+    settle(cloud)
+    [run] = runs_by_commit(cloud)[commit]
+    assert run["PipelineExecutionStatus"] == "Failed"
+    [notice] = [
+        n for n in notifications(cloud)[notices_before:] if run["PipelineExecutionArn"] in n["message"]
+    ]
+    return run, notice
+
+
 # --- the fault mode itself --------------------------------------------------------------------------
 def test_a_fault_plan_draws_the_same_faults_from_the_same_seed() -> None:
     from localcloud.aws.protocol import RequestInfo
@@ -191,16 +209,10 @@ def test_a_push_through_throttling_5xx_duplicates_and_late_events_runs_once_and_
     before = len(notifications(local_cloud))
 
     # WHEN a commit is pushed
-    commit = push(local_cloud, "faulty")
-    settle(local_cloud)
-    wait_for_runs_to_finish(local_cloud, [commit])
-    settle(local_cloud)
+    run, notice = push_and_await_the_failure(local_cloud, "faulty", before)
 
     # THEN exactly one run of that commit started, and it failed at its first job, for the injected reason
-    [run] = runs_by_commit(local_cloud)[commit]
-    assert run["PipelineExecutionStatus"] == "Failed"
     # AND one notification (not one per duplicated event) names the step and the reason
-    [notice] = [n for n in notifications(local_cloud)[before:] if run["PipelineExecutionArn"] in n["message"]]
     assert notice["subject"].startswith("Pipeline run failed at ")
     assert JOB_FAILURE_REASON.split(":")[0] in notice["message"]
     # AND the ledger says the same
@@ -298,15 +310,9 @@ def test_a_failed_training_job_fails_the_run_at_its_tuning_step_and_the_notice_s
     before = len(notifications(local_cloud))
 
     # WHEN a commit is pushed and its run ends
-    commit = push(local_cloud, "training-fails")
-    settle(local_cloud)
-    wait_for_runs_to_finish(local_cloud, [commit])
-    settle(local_cloud)
+    run, notice = push_and_await_the_failure(local_cloud, "training-fails", before)
 
     # THEN the run failed at TuneModel, and one notice names the step and the training job's reason
-    [run] = runs_by_commit(local_cloud)[commit]
-    assert run["PipelineExecutionStatus"] == "Failed"
-    [notice] = [n for n in notifications(local_cloud)[before:] if run["PipelineExecutionArn"] in n["message"]]
     assert notice["subject"] == "Pipeline run failed at TuneModel"
     assert "All training jobs failed" in notice["message"] and "InternalServerError" in notice["message"]
     steps = local_cloud.aws.new_client("sagemaker").list_pipeline_execution_steps(

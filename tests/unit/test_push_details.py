@@ -19,10 +19,8 @@ from tests.unit.conftest import (
     TRAINING_CODE,
     Cloud,
     logged,
-    reset_caches,
 )
-from tests.unit.fakes import moto_sagemaker
-from tests.unit.test_start_pipeline import push_event
+from tests.unit.test_start_pipeline import _executing, _superseding, push_event
 from tests.unit.test_track_details import body_and_details, metrics_emitted
 
 
@@ -88,15 +86,6 @@ def test_one_missing_script_is_named_alone(cloud: Cloud, context: Any) -> None:
     files = {k: v for k, v in TRAINING_CODE.items() if not k.endswith("evaluate.py")}
     result = lambda_handler(push_event(cloud.repository.commit(files)), context)
     assert result["detail"] == "evaluate.py missing under training_code/"
-
-
-def _superseding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOP_SUPERSEDED_EXECUTIONS", "true")
-    reset_caches()
-
-
-def _executing(arn: str) -> None:
-    moto_sagemaker().pipelines[PIPELINE].pipeline_executions[arn].pipeline_execution_status = "Executing"
 
 
 def test_a_superseded_run_is_stopped_with_its_own_token_and_the_stop_is_logged(
