@@ -341,3 +341,64 @@ def test_endpoint_lineage_falls_back_to_the_requested_config_until_one_is_in_ser
 def test_a_lineage_client_error_is_a_client_error(cloud: Cloud) -> None:
     # the guard's premise: the recorder's fallback catches only AWS's answers
     assert issubclass(type(client_error("X", "y", "Z")), ClientError)
+
+
+def test_every_item_says_what_kind_of_link_it_is(cloud: Cloud) -> None:
+    lineage, ledger = recorder(), Ledger(TABLE)
+    lineage.package_registered(EXECUTION, PACKAGE, COMMIT)
+    lineage.transform_started(package(), "job-2", "s3://b/in/", "s3://b/out/job-2")
+    lineage.transform_state("job-2", "Completed", None)
+    kinds = {
+        (pk, sk): (ledger.get(pk, sk) or {}).get("kind")
+        for pk, sk in (
+            (f"EXECUTION#{EXECUTION}", f"PACKAGE#{PACKAGE}"),
+            (f"COMMIT#{REPOSITORY}#{SHA}", f"PACKAGE#{PACKAGE}"),
+            ("TRANSFORM#job-2", "TRANSFORM"),
+            (f"COMMIT#{REPOSITORY}#{SHA}", "TRANSFORM#job-2"),
+        )
+    }
+    assert list(kinds.values()) == ["package", "package", "transform", "transform"]
+
+
+def test_a_transform_of_a_package_without_a_repository_touches_no_commit(cloud: Cloud) -> None:
+    # the near miss: a commit id but no repository names no commit partition
+    lineage = recorder()
+    lineage.transform_started(package(repository=None), "job-3", "s3://b/in/", "s3://b/out/job-3")
+    assert lineage.transform_state("job-3", "Failed", "ClientError: x") is not None
+    assert Ledger(TABLE).get("TRANSFORM#job-3", "TRANSFORM")["status"] == "Failed"  # type: ignore[index]
+    assert Ledger(TABLE).partition(f"COMMIT#{REPOSITORY}#{SHA}") == []
+
+
+def test_the_lineage_answers_have_exactly_their_documented_keys(cloud: Cloud) -> None:
+    lineage, ledger = recorder(), Ledger(TABLE)
+    lineage.execution_started(COMMIT, EXECUTION, "main-7f6e1f5a2b3c", {})
+    lineage.deployed_to_endpoint(package(), ENDPOINT, "cfg", None, "approved")
+    lineage.endpoint_state(ENDPOINT, "IN_SERVICE", "cfg", None)
+    answer = endpoint_lineage(ledger, ENDPOINT)
+    assert set(answer) == {
+        "endpoint_name",
+        "status",
+        "serving_config",
+        "requested_config",
+        "serving",
+        "history",
+    }
+    assert answer["endpoint_name"] == ENDPOINT
+    assert [set(entry) for entry in answer["history"]] == [
+        {"sk", "action", "status", "config", "failure_reason", "recorded_at"}
+    ] * 2
+    assert [(h["status"], h["config"]) for h in answer["history"]] == [(None, "cfg"), ("IN_SERVICE", "cfg")]
+    assert all(h["sk"].startswith("EVENT#") and h["recorded_at"] for h in answer["history"])
+    where = commit_lineage(ledger, REPOSITORY, SHA)
+    assert set(where) == {
+        "repository",
+        "commit_id",
+        "push",
+        "executions",
+        "packages",
+        "deployments",
+        "transform_jobs",
+    }
+    assert (where["repository"], where["commit_id"]) == (REPOSITORY, SHA)
+    assert not {"pk", "sk", "kind"} & set(where["push"])
+    assert all(not {"pk", "sk", "kind"} & set(entry) for entry in where["executions"] + where["deployments"])
