@@ -234,6 +234,8 @@ def test_a_succeeded_run_records_only_the_packages_its_succeeded_register_steps_
     assert counted["PipelineExecutionsSucceeded"] == 1 and counted["PipelineExecutionsFailed"] == 0
     assert Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{package}") is not None
     assert Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{package.replace('/4', '/5')}") is None
+    run = Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", "EXECUTION")
+    assert run is not None and run["status"] == "Succeeded" and "failure" not in run
 
 
 # --- endpoints -------------------------------------------------------------------------------------
