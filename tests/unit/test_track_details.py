@@ -566,3 +566,23 @@ def test_a_rollback_notice_names_the_requested_config(cloud: Cloud, context: Any
     track(endpoint_event("IN_SERVICE", "cfg-v1"), context)
     [notification] = cloud.notifications()
     assert body_and_details(notification)[1]["requested_config"] == "cfg-v2"
+
+
+def test_each_refusal_names_what_was_foreign(cloud: Cloud, context: Any) -> None:
+    foreign_account = load_event("pipeline_execution_failed") | {"account": "999999999999"}
+    assert track(foreign_account, context)["account"] == "999999999999"
+    other_pipeline = load_event("pipeline_execution_failed")
+    other_arn = EXECUTION.replace("mlops-demo-pipeline", "other-pipeline")
+    other_pipeline["detail"] = other_pipeline["detail"] | {
+        "pipelineExecutionArn": other_arn,
+        "pipelineArn": other_arn.split("/execution/")[0],
+    }
+    other_pipeline["resources"] = [other_arn.split("/execution/")[0], other_arn]
+    assert track(other_pipeline, context)["pipeline"] == "other-pipeline"
+    other_endpoint = endpoint_event("FAILED")
+    other_endpoint["detail"]["EndpointName"] = "other-endpoint"
+    assert track(other_endpoint, context)["endpoint"] == "other-endpoint"
+    other_job = load_event("transform_job_failed")
+    other_job["detail"]["TransformJobName"] = "other-job"
+    assert track(other_job, context)["transform_job"] == "other-job"
+    assert cloud.notifications() == []
