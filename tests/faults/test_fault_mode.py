@@ -380,3 +380,89 @@ def test_an_endpoint_whose_model_cannot_load_fails_and_the_notice_and_ledger_say
     assert state["status"]["S"] == "FAILED" and "SavedModel" in state["failure_reason"]["S"]
     assert sum(injected.summary().values()) >= 1
     local_cloud.aws.new_client("sagemaker").delete_endpoint(EndpointName=env["ENDPOINT_NAME"])
+
+
+def register(cloud: LocalCloud, archive: bytes, name: str) -> str:
+    """A package in the stack's group whose model is `archive` (what RegisterModel leaves behind)."""
+    env = cloud.env
+    key = f"pipelines/training/{name}/output/model.tar.gz"
+    cloud.aws.new_client("s3").put_object(Bucket=env["ARTIFACT_BUCKET"], Key=key, Body=archive)
+    return str(
+        cloud.aws.new_client("sagemaker").create_model_package(
+            ModelPackageGroupName=env["MODEL_PACKAGE_GROUP_NAME"],
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={
+                "Containers": [
+                    {
+                        "Image": env["INFERENCE_IMAGE_URI"],
+                        "ModelDataUrl": f"s3://{env['ARTIFACT_BUCKET']}/{key}",
+                    }
+                ],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+        )["ModelPackageArn"]
+    )
+
+
+def wait_for_endpoint(cloud: LocalCloud, status: str, timeout: float = 120) -> dict[str, Any]:
+    sagemaker = cloud.aws.new_client("sagemaker")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            described = sagemaker.describe_endpoint(EndpointName=cloud.env["ENDPOINT_NAME"])
+        except ClientError:
+            described = {}
+        if described.get("EndpointStatus") == status:
+            return dict(described)
+        time.sleep(0.1)
+    raise AssertionError(f"endpoint not {status} within {timeout}s")
+
+
+def test_an_alarm_during_the_rollout_rolls_the_endpoint_back_and_people_are_told(
+    local_cloud: LocalCloud, faults: Callable[..., Faults], tmp_path: Path
+) -> None:
+    from tests.localcloud.test_hosting import build_model_archive
+
+    sagemaker, cloudwatch = local_cloud.aws.new_client("sagemaker"), local_cloud.aws.new_client("cloudwatch")
+    alarm = local_cloud.env["ROLLBACK_ALARM_NAMES"].split(",")[0]
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    # GIVEN v1 approved and serving
+    v1 = register(local_cloud, build_model_archive(tmp_path, None, seed=1)[0], "rollback-v1")
+    v2 = register(local_cloud, build_model_archive(tmp_path, None, seed=2)[0], "rollback-v2")
+    sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Approved")
+    live = wait_for_endpoint(local_cloud, "InService")["EndpointConfigName"]
+    settle(local_cloud)
+    injected = faults(seed=41, throttle=0.1, duplicate=0.5)
+    before = len(notifications(local_cloud))
+
+    # WHEN v2 is approved, and the stack's rollback alarm goes off while its rollout bakes
+    sagemaker.update_model_package(ModelPackageArn=v2, ModelApprovalStatus="Approved")
+    wait_for_endpoint(local_cloud, "Updating")
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="ALARM", StateReason="5xx errors")
+    described = wait_for_endpoint(local_cloud, "InService")
+    settle(local_cloud)
+    statuses = [
+        e["detail"]["EndpointStatus"]
+        for e in local_cloud.aws.events.history
+        if e["detail-type"] == "SageMaker Endpoint State Change"
+    ]
+    cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet again")
+
+    # THEN the endpoint serves v1's config again, and people were told once of each step, with the reason
+    assert statuses[-3:] == ["UPDATING", "ROLLING_BACK", "IN_SERVICE"], statuses
+    assert described["EndpointConfigName"] == live
+    subjects = [n["subject"] for n in notifications(local_cloud)[before:]]
+    endpoint = local_cloud.env["ENDPOINT_NAME"]
+    assert subjects.count(f"Endpoint {endpoint} rolling back") == 1
+    assert subjects.count(f"Endpoint {endpoint} rolled back") == 1
+    rolled = next(n for n in notifications(local_cloud)[before:] if n["subject"].endswith("rolled back"))
+    assert f"serving {live}" in rolled["message"]
+    # AND the ledger's view of the endpoint: in service on v1's config, v2's requested
+    state = local_cloud.aws.new_client("dynamodb").get_item(
+        TableName=local_cloud.env["LEDGER_TABLE_NAME"],
+        Key={"pk": {"S": f"ENDPOINT#{endpoint}"}, "sk": {"S": "STATE"}},
+    )["Item"]
+    assert state["in_service_config"]["S"] == live and state["requested_config"]["S"] != live
+    assert sum(injected.summary().values()) >= 1
+    sagemaker.delete_endpoint(EndpointName=endpoint)
