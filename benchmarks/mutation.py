@@ -72,7 +72,12 @@ _PYTHON_DEFAULT = (
     "the argument states Python's own default (tarfile.DEFAULT_FORMAT is PAX_FORMAT since 3.8; GzipFile's "
     "compresslevel defaults to 9; with a nameless BytesIO, filename None or absent writes no name either)"
 )
+_NO_SUCH_CONFIG = (
+    "with no serving config known, the look-up key only has to name no config: '' and 'XXXX' both do "
+    "(our configs are named <endpoint>-v<version>-<hash>)"
+)
 EQUIVALENT: dict[str, str] = {
+    "orchestrator.lineage.x_endpoint_lineage__mutmut_38": _NO_SUCH_CONFIG,
     "orchestrator.packaging.x_sourcedir_tarball__mutmut_4": _PYTHON_DEFAULT,
     "orchestrator.packaging.x_sourcedir_tarball__mutmut_7": _PYTHON_DEFAULT,
     "orchestrator.packaging.x_sourcedir_tarball__mutmut_35": _PYTHON_DEFAULT,

@@ -402,3 +402,84 @@ def test_the_lineage_answers_have_exactly_their_documented_keys(cloud: Cloud) ->
     assert (where["repository"], where["commit_id"]) == (REPOSITORY, SHA)
     assert not {"pk", "sk", "kind"} & set(where["push"])
     assert all(not {"pk", "sk", "kind"} & set(entry) for entry in where["executions"] + where["deployments"])
+
+
+def kinds_of(partition: str) -> dict[str, Any]:
+    return {item["sk"]: item.get("kind") for item in Ledger(TABLE).partition(partition)}
+
+
+def test_each_writer_marks_its_own_items(cloud: Cloud) -> None:
+    # one writer at a time, on an empty table: nothing later overwrites what it wrote
+    recorder().execution_status(EXECUTION, "Failed", COMMIT, {"why": "x"})
+    assert kinds_of(f"EXECUTION#{EXECUTION}") == {"EXECUTION": "execution"}
+    under_commit = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{SHA}", f"EXECUTION#{EXECUTION}")
+    assert under_commit is not None
+    assert (under_commit["kind"], under_commit["execution_arn"]) == ("execution", EXECUTION)
+
+
+def test_a_decided_package_marks_its_links(cloud: Cloud) -> None:
+    recorder().package_decided(package())
+    assert kinds_of(f"EXECUTION#{EXECUTION}") == {f"PACKAGE#{PACKAGE}": "package"}
+    assert Ledger(TABLE).get(f"EXECUTION#{EXECUTION}", f"PACKAGE#{PACKAGE}")["package_arn"] == PACKAGE  # type: ignore[index]
+    under_commit = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{SHA}", f"PACKAGE#{PACKAGE}")
+    assert under_commit is not None
+    assert (under_commit["kind"], under_commit["execution_arn"]) == ("package", EXECUTION)
+
+
+def test_a_package_with_a_repository_but_no_commit_is_under_no_commit(cloud: Cloud) -> None:
+    recorder().package_decided(package(commit_id=None))
+    assert Ledger(TABLE).partition(f"COMMIT#{REPOSITORY}#None") == []
+    assert Ledger(TABLE).partition(f"COMMIT#{REPOSITORY}#{SHA}") == []
+
+
+def test_a_transform_start_and_state_mark_their_items(cloud: Cloud) -> None:
+    recorder().transform_started(package(repository=None), "job-4", "s3://b/in/", "s3://b/out/job-4")
+    assert kinds_of("TRANSFORM#job-4") == {"TRANSFORM": "transform"}
+    recorder().transform_state("job-5", "Failed", "ClientError: y")
+    record = Ledger(TABLE).get("TRANSFORM#job-5", "TRANSFORM")
+    assert record is not None
+    assert (record["kind"], record["status"], record["failure_reason"]) == (
+        "transform",
+        "Failed",
+        "ClientError: y",
+    )
+
+
+def test_an_endpoint_state_marks_its_items_and_when(cloud: Cloud) -> None:
+    recorder().endpoint_state(ENDPOINT, "CREATING", None, None)
+    kinds = kinds_of(f"ENDPOINT#{ENDPOINT}")
+    assert kinds.pop("STATE") == "endpoint"
+    assert list(kinds.values()) == ["event"]
+    assert Ledger(TABLE).get(f"ENDPOINT#{ENDPOINT}", "STATE")["status_at"]  # type: ignore[index]
+
+
+def test_a_run_recorded_without_a_branch_has_an_empty_branch(cloud: Cloud) -> None:
+    Ledger(TABLE).put(f"EXECUTION#{EXECUTION}", "EXECUTION", repository=REPOSITORY, commit_id=SHA)
+    assert recorder().execution_commit(EXECUTION) == CommitRef(REPOSITORY, "", SHA)
+
+
+def test_every_studio_entity_is_named_in_the_warning_when_studio_refuses(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(kind: str, name_key: str, params: dict[str, Any], operation: str) -> str:
+        raise client_error("ResourceLimitExceeded", "no more", operation)
+
+    monkeypatch.setattr(cloud.lineage, "_create", refuse)
+    lineage = recorder()
+    lineage.execution_started(COMMIT, EXECUTION, "n", {})
+    lineage.package_decided(package())
+    lineage.deployed_to_endpoint(package(), ENDPOINT, "cfg", None, "approved")
+    lineage.transform_started(package(), "job-6", "s3://b/in/", "s3://b/out/job-6")
+    entities = [line["entity"] for line in logged(caplog, "sagemaker lineage not recorded", "WARNING")]
+    assert entities == [
+        "commit context",
+        "execution action",
+        "package artifact",
+        "execution action",
+        "deployment action",
+        "endpoint config artifact",
+        "package artifact",
+        "transform artifact",
+        "package artifact",
+    ]
+    metrics.clear_metrics()
