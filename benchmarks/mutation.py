@@ -76,7 +76,24 @@ _NO_SUCH_CONFIG = (
     "with no serving config known, the look-up key only has to name no config: '' and 'XXXX' both do "
     "(our configs are named <endpoint>-v<version>-<hash>)"
 )
+_BLANK_WATCHED_PATH = (
+    "a watched path of only '/' (or blank) names nothing either way: CodeCommit's paths are relative, so no "
+    "changed path equals '' or starts with '/'"
+)
+_NO_DISPLAY_NAME = (
+    "a run listed without a display name is never ours: '', 'None' and 'XXXX' are none of them "
+    "'<branch>-<12 hex digits>'"
+)
+_HEAD_UNREAD = (
+    "the initial value of `head` is read only when superseding is on, and then it has been replaced by "
+    "GetBranch's answer"
+)
 EQUIVALENT: dict[str, str] = {
+    "orchestrator.push.x_touches__mutmut_4": _BLANK_WATCHED_PATH,
+    "orchestrator.push.x_stop_superseded__mutmut_14": _NO_DISPLAY_NAME,
+    "orchestrator.push.x_stop_superseded__mutmut_16": _NO_DISPLAY_NAME,
+    "orchestrator.push.x_stop_superseded__mutmut_20": _NO_DISPLAY_NAME,
+    "orchestrator.push.x_start_run__mutmut_58": _HEAD_UNREAD,
     "orchestrator.lineage.x_endpoint_lineage__mutmut_38": _NO_SUCH_CONFIG,
     "orchestrator.packaging.x_sourcedir_tarball__mutmut_4": _PYTHON_DEFAULT,
     "orchestrator.packaging.x_sourcedir_tarball__mutmut_7": _PYTHON_DEFAULT,

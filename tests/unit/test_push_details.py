@@ -38,6 +38,14 @@ def test_a_started_run_is_answered_logged_counted_and_described(
     )
     assert set(result["code"]) == {"preprocess", "evaluate", "training"}
     assert result["code"]["training"].endswith("/sourcedir.tar.gz")
+    assert result["code"]["evaluate"].endswith("/evaluate.py")
+    assert result["code"]["preprocess"].endswith("/preprocess.py")
+    listed = cloud.sagemaker.list_pipeline_parameters_for_execution(
+        PipelineExecutionArn=result["execution_arn"]
+    )
+    parameters = {p["Name"]: p["Value"] for p in listed["PipelineParameters"]}
+    assert (parameters["PreprocessInstanceCount"], parameters["MaxParallelTuningJobs"]) == ("1", "2")
+    assert parameters["EvaluateCodeUri"] == result["code"]["evaluate"]
     [line] = logged(caplog, "pipeline execution started", "INFO")
     assert (line["execution_arn"], line["commit_id"], line["pipeline_change"], line["stopped"]) == (
         result["execution_arn"],
@@ -55,13 +63,16 @@ def test_a_skipped_push_is_logged_with_what_is_watched_and_counted(
     cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     base = cloud.repository.commit(TRAINING_CODE)
-    docs = cloud.repository.commit({"README.md": b"# docs\n"}, parent=base)
+    docs = cloud.repository.commit({f"docs/{n:02d}.md": b"# docs\n" for n in range(25)}, parent=base)
     lambda_handler(push_event(docs, base), context)
     [line] = logged(caplog, "push skipped: no training code or pipeline configuration changed", "INFO")
     assert (line["commit_id"], line["watched_paths"]) == (docs, ["training_code", "pipeline.yaml"])
+    assert line["changed_paths"] == [f"docs/{n:02d}.md" for n in range(20)]  # a log line stays short
     counted = metrics_emitted(capsys)
     assert counted["PushesSkipped"] == 1 and counted["PipelineExecutionsStarted"] == 0
-    assert Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{docs}", "COMMIT")["changed_paths"] == ["README.md"]  # type: ignore[index]
+    record = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{docs}", "COMMIT")
+    assert record is not None and record["reason"] == "no-relevant-changes"
+    assert record["changed_paths"] == [f"docs/{n:02d}.md" for n in range(25)]
 
 
 def test_incomplete_training_code_is_told_by_name_logged_and_recorded(
@@ -225,9 +236,45 @@ def test_a_parameter_the_definition_declares_but_nobody_sets_is_warned_about(
         (["training_code_old/train.py", "training_codex"], ("training_code",), []),
         (["pipeline.yaml", "pipeline.yaml.bak"], ("training_code", "pipeline.yaml"), ["pipeline.yaml"]),
         (["README.md"], ("", "/"), []),
+        (
+            ["XGB/train.py", "X/a.py"],
+            ("XGB", "X"),
+            ["XGB/train.py", "X/a.py"],
+        ),  # no stray characters stripped
     ],
 )
 def test_touches_counts_paths_at_or_under_a_watched_path(
     paths: list[str], watched: tuple[str, ...], expected: list[str]
 ) -> None:
     assert touches(paths, watched) == expected
+
+
+def test_runs_of_other_branches_listed_around_ours_do_not_hide_ours(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch, pipeline_exists: str
+) -> None:
+    _superseding(monkeypatch)
+
+    def foreign(display: str, repository: str) -> str:
+        return str(
+            cloud.sagemaker.start_pipeline_execution(
+                PipelineName=PIPELINE,
+                PipelineExecutionDisplayName=display,
+                PipelineParameters=[
+                    {"Name": "RepositoryName", "Value": repository},
+                    {"Name": "CommitId", "Value": "e" * 40},
+                ],
+            )["PipelineExecutionArn"]
+        )
+
+    # GIVEN executing runs in this order: another branch's, ours (an older commit), another repository's
+    before = foreign(f"main-old-{'e' * 12}", REPOSITORY)
+    older = cloud.repository.commit({**TRAINING_CODE, "training_code/train.py": b"print('older')\n"})
+    ours = lambda_handler(push_event(older), context)["execution_arn"]
+    after = foreign(f"{BRANCH}-{'f' * 12}", "someone-elses")
+    for arn in (before, ours, after):
+        _executing(arn)
+    # WHEN a newer commit is pushed THEN ours is stopped, whichever way the runs are listed
+    newer = cloud.repository.commit(
+        {**TRAINING_CODE, "training_code/train.py": b"print('newer')\n"}, parent=older
+    )
+    assert lambda_handler(push_event(newer, older), context)["superseded"] == [ours]
