@@ -221,17 +221,82 @@ def merged(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def recheck_survivors(modules: list[str]) -> dict[str, Any]:
+    """Run again only the recorded survivors of `modules` (after new tests), against the current tests;
+    a survivor now killed counts as killed, the module's other results stand. The source must be unchanged
+    since the recorded run (mutant names are positions in it)."""
+    previous = json.loads(RESULTS.read_text())
+    names = [
+        name
+        for module in modules
+        for name, status in previous["per_module"][module]["survivors"].items()
+        if name not in EQUIVALENT and status == "survived"
+    ]
+    env = {**os.environ, "PYTHONPATH": str(WORKSPACE), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    mutmut = Path(sys.executable).with_name("mutmut")
+    started = time.monotonic()
+    stage(modules)
+    if names:
+        subprocess.run(
+            [str(mutmut), "run", *names], cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL
+        )
+    listing = subprocess.run(
+        [str(mutmut), "results", "--all", "true"],
+        cwd=WORKSPACE,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    status = {}
+    for line in listing.splitlines():
+        match = _RESULT_LINE.match(line)
+        if match:
+            status[f"orchestrator.{match['module']}.{match['mutant']}"] = match["status"]
+    per_module: dict[str, Any] = {}
+    for module in modules:
+        entry = dict(previous["per_module"][module])
+        survivors = dict(entry["survivors"])
+        for name in list(survivors):
+            if status.get(name) == "killed":
+                del survivors[name]
+                entry["killed"] = int(entry["killed"]) + 1
+            else:
+                survivors[name] = EQUIVALENT.get(name, survivors[name])
+        effective = int(entry["mutants"]) - sum(1 for name in survivors if name in EQUIVALENT)
+        entry |= {
+            "survivors": survivors,
+            "score": round(int(entry["killed"]) / effective, 4) if effective else 1.0,
+        }
+        per_module[module] = entry
+    return {
+        "tool": previous["tool"],
+        "modules": modules,
+        "seconds": round(time.monotonic() - started, 1),
+        "per_module": per_module,
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"any of {', '.join(MODULES)} (default: all)")
     parser.add_argument(
         "--report-only", action="store_true", help="report the staged run's results so far, without running"
     )
+    parser.add_argument(
+        "--recheck-survivors",
+        action="store_true",
+        help="run only the recorded survivors again (after adding tests; the source must be unchanged)",
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
         parser.error(f"unknown modules {unknown}; choose from {list(MODULES)}")
-    result = merged(run(args.modules or list(MODULES), report_only=args.report_only))
+    modules = args.modules or list(MODULES)
+    if args.recheck_survivors:
+        result = merged(recheck_survivors(modules))
+    else:
+        result = merged(run(modules, report_only=args.report_only))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: v for k, v in result.items() if k != "per_module"}))

@@ -18,6 +18,7 @@ from orchestrator.events import canonical_status
         ("OutOfService", "OUT_OF_SERVICE"),
         ("FAILED", "FAILED"),
         ("in_service", "IN_SERVICE"),
+        ("In_Service", "IN_SERVICE"),  # an underscore already separates the words: no second one
     ],
 )
 def test_endpoint_statuses_compare_in_one_spelling(status: str, canonical: str) -> None:
