@@ -483,3 +483,61 @@ def test_every_studio_entity_is_named_in_the_warning_when_studio_refuses(
         "package artifact",
     ]
     metrics.clear_metrics()
+
+
+def test_a_refused_studio_write_says_what_aws_said_and_counts_it(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(kind: str, name_key: str, params: dict[str, Any], operation: str) -> str:
+        raise client_error("ResourceLimitExceeded", "too many contexts", operation)
+
+    monkeypatch.setattr(cloud.lineage, "_create", refuse)
+    metrics.clear_metrics()
+    recorder().push_skipped(COMMIT, "x", [])  # no Studio write: nothing to count
+    assert "LineageWriteFailures" not in metrics.metric_set
+    recorder().execution_started(COMMIT, EXECUTION, "n", {})
+    first = logged(caplog, "sagemaker lineage not recorded", "WARNING")[0]
+    assert "too many contexts" in first["detail"] and "ResourceLimitExceeded" in first["detail"]
+    assert metrics.metric_set["LineageWriteFailures"]["Unit"] == "Count"
+    metrics.clear_metrics()
+
+
+def test_a_refused_association_is_named_as_such(
+    cloud: Cloud, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Refusing(set[tuple[str, str, str]]):
+        def add(self, _: tuple[str, str, str]) -> None:  # what the stand-in's AddAssociation records
+            raise client_error("ResourceLimitExceeded", "no more associations", "AddAssociation")
+
+    monkeypatch.setattr(cloud.lineage, "associations", Refusing())
+    recorder().execution_started(COMMIT, EXECUTION, "n", {})
+    assert [line["entity"] for line in logged(caplog, "sagemaker lineage not recorded")] == ["association"]
+    metrics.clear_metrics()
+
+
+def test_every_record_of_a_start_and_a_deployment_is_stamped_with_its_time(cloud: Cloud) -> None:
+    lineage, ledger = recorder(), Ledger(TABLE)
+    lineage.execution_started(COMMIT, EXECUTION, "n", {})
+    lineage.deployed_to_endpoint(package(), ENDPOINT, "cfg", None, "approved")
+    stamped = [
+        ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"EXECUTION#{EXECUTION}")["started_at"],  # type: ignore[index]
+        ledger.get(f"EXECUTION#{EXECUTION}", "EXECUTION")["started_at"],  # type: ignore[index]
+        ledger.get(f"ENDPOINT#{ENDPOINT}", "CONFIG#cfg")["deployed_at"],  # type: ignore[index]
+        ledger.get(f"ENDPOINT#{ENDPOINT}", "STATE")["requested_at"],  # type: ignore[index]
+        ledger.get(f"COMMIT#{REPOSITORY}#{SHA}", f"DEPLOYMENT#{ENDPOINT}#cfg")["deployed_at"],  # type: ignore[index]
+    ]
+    assert all(isinstance(moment, str) and moment.startswith("20") for moment in stamped)
+    [event] = [i for i in ledger.partition(f"ENDPOINT#{ENDPOINT}") if i["sk"].startswith("EVENT#")]
+    assert event["sk"] == f"EVENT#{stamped[3]}" and event["kind"] == "event"
+    kinds = kinds_of(f"ENDPOINT#{ENDPOINT}")
+    assert (kinds["CONFIG#cfg"], kinds["STATE"]) == ("deployment", "endpoint")
+    action = next(e for e in cloud.lineage.entities.values() if e.get("ActionType") == "PipelineExecution")
+    assert action["Properties"] == {"execution_arn": EXECUTION}
+    config = next(e for e in cloud.lineage.entities.values() if e.get("ArtifactType") == "EndpointConfig")
+    assert config["Properties"] == {"endpoint": ENDPOINT}
+
+
+def test_a_deployment_of_a_package_without_a_commit_is_under_no_commit(cloud: Cloud) -> None:
+    recorder().deployed_to_endpoint(package(commit_id=None), ENDPOINT, "cfg", None, "approved")
+    recorder().transform_started(package(commit_id=None), "job-7", "s3://b/in/", "s3://b/out/job-7")
+    assert Ledger(TABLE).partition(f"COMMIT#{REPOSITORY}#None") == []

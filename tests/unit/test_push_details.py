@@ -278,3 +278,28 @@ def test_runs_of_other_branches_listed_around_ours_do_not_hide_ours(
         {**TRAINING_CODE, "training_code/train.py": b"print('newer')\n"}, parent=older
     )
     assert lambda_handler(push_event(newer, older), context)["superseded"] == [ours]
+
+
+def test_a_run_of_the_pushed_commit_listed_between_older_ones_hides_neither(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch, pipeline_exists: str
+) -> None:
+    _superseding(monkeypatch)
+    o1 = cloud.repository.commit({**TRAINING_CODE, "training_code/train.py": b"print('o1')\\n"})
+    o2 = cloud.repository.commit({**TRAINING_CODE, "training_code/train.py": b"print('o2')\\n"}, parent=o1)
+    head = cloud.repository.commit({**TRAINING_CODE, "training_code/train.py": b"print('c')\\n"}, parent=o2)
+    # GIVEN executing runs in this order: o1's, one started by hand for the head commit, o2's
+    first = lambda_handler(push_event(o1), context)["execution_arn"]
+    by_hand = cloud.sagemaker.start_pipeline_execution(
+        PipelineName=PIPELINE,
+        PipelineExecutionDisplayName=f"{BRANCH}-{head[:12]}",
+        PipelineParameters=[
+            {"Name": "RepositoryName", "Value": REPOSITORY},
+            {"Name": "CommitId", "Value": head},
+        ],
+    )["PipelineExecutionArn"]
+    second = lambda_handler(push_event(o2, o1), context)["execution_arn"]
+    for arn in (first, by_hand, second):
+        _executing(arn)
+    # WHEN the head is pushed THEN both older runs are stopped and the head's own run is not
+    result = lambda_handler(push_event(head, o2), context)
+    assert sorted(result["superseded"]) == sorted([first, second])
