@@ -140,22 +140,23 @@ def stage(modules: list[str]) -> None:
     (WORKSPACE / "pyproject.toml").write_text("\n".join(config) + "\n")
 
 
-def run(modules: list[str], report_only: bool = False) -> dict[str, object]:
+def mutmut(*args: str) -> str:
+    """Run mutmut in the staged workspace; returns what it printed (a run's progress is not kept)."""
     env = {**os.environ, "PYTHONPATH": str(WORKSPACE), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    mutmut = Path(sys.executable).with_name("mutmut")
+    command = [str(Path(sys.executable).with_name("mutmut")), *args]
+    if args[0] == "run":
+        subprocess.run(command, cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL)
+        return ""
+    return subprocess.run(command, cwd=WORKSPACE, env=env, check=True, capture_output=True, text=True).stdout
+
+
+def run(modules: list[str], report_only: bool = False) -> dict[str, object]:
     started = time.monotonic()
     if not report_only:
         stage(modules)
-        subprocess.run([str(mutmut), "run"], cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL)
+        mutmut("run")
     seconds = time.monotonic() - started
-    listing = subprocess.run(
-        [str(mutmut), "results", "--all", "true"],
-        cwd=WORKSPACE,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    listing = mutmut("results", "--all", "true")
     per_module: dict[str, dict[str, object]] = {}
     for line in listing.splitlines():
         match = _RESULT_LINE.match(line)
@@ -232,22 +233,11 @@ def recheck_survivors(modules: list[str]) -> dict[str, Any]:
         for name, status in previous["per_module"][module]["survivors"].items()
         if name not in EQUIVALENT and status == "survived"
     ]
-    env = {**os.environ, "PYTHONPATH": str(WORKSPACE), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    mutmut = Path(sys.executable).with_name("mutmut")
     started = time.monotonic()
     stage(modules)
     if names:
-        subprocess.run(
-            [str(mutmut), "run", *names], cwd=WORKSPACE, env=env, check=True, stdout=subprocess.DEVNULL
-        )
-    listing = subprocess.run(
-        [str(mutmut), "results", "--all", "true"],
-        cwd=WORKSPACE,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+        mutmut("run", *names)
+    listing = mutmut("results", "--all", "true")
     status = {}
     for line in listing.splitlines():
         match = _RESULT_LINE.match(line)
