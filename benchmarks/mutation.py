@@ -43,7 +43,11 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_push_details.py",
         "tests/unit/test_permanent_and_transient_errors.py",
     ],
-    "deploy": ["tests/unit/test_deploy.py", "tests/unit/test_permanent_and_transient_errors.py"],
+    "deploy": [
+        "tests/unit/test_deploy.py",
+        "tests/unit/test_deploy_details.py",
+        "tests/unit/test_permanent_and_transient_errors.py",
+    ],
     "track": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_track_details.py"],
     "lineage": ["tests/unit/test_lineage_records.py", "tests/unit/test_track_and_lineage.py"],
 }

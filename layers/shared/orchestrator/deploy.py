@@ -648,7 +648,8 @@ def handle_package_event(
             },
             context=context,
         )
-        if settings.deploys_endpoint:
+        deferred = (result.get("endpoint") or {}).get("action") == "deferred"
+        if settings.deploys_endpoint and not deferred:  # a decision just deferred would be deferred again
             resumed = resume_pending(settings, active, lease_holder)
             if resumed is not None:
                 result = result | {"resumed": resumed}

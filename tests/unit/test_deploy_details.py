@@ -1,0 +1,182 @@
+"""DeployFunction, precisely: the requests it makes, and what each outcome answers, logs, counts and keeps."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from functions.deploy.app import lambda_handler
+from orchestrator.adapters.ledger import Ledger
+from tests.unit.conftest import BUCKET, ENDPOINT, GROUP, TABLE, Cloud, decide, reset_caches
+from tests.unit.fakes import moto_sagemaker
+from tests.unit.test_deploy import package, serving_package
+from tests.unit.test_track_details import body_and_details, log_lines, metrics_emitted
+
+
+def lines_of(caplog: pytest.LogCaptureFixture, message: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(level, fields) for level, text, fields in log_lines(caplog) if text == message]
+
+
+@pytest.fixture
+def batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEPLOY_TARGET", "batch")
+    monkeypatch.setenv(
+        "BATCH_OUTPUT_URI", f"s3://{BUCKET}/batch/output/"
+    )  # a trailing slash, as people write it
+    reset_caches()
+
+
+def test_a_batch_transform_is_requested_exactly_and_told(
+    cloud: Cloud,
+    context: Any,
+    batch: None,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.INFO)
+    arn = package(cloud, 1)
+    result = lambda_handler(decide(cloud, arn, "Approved"), context)
+    job = result["batch"]["transform_job"]
+    output = f"s3://{BUCKET}/batch/output/{job}"
+    assert result["batch"] == {"action": "created", "transform_job": job, "output_uri": output}
+    described = cloud.sagemaker.describe_transform_job(TransformJobName=job)
+    assert described["ModelName"] == f"{GROUP}-v1"
+    assert described["TransformOutput"] == {
+        "S3OutputPath": output,
+        "Accept": "text/csv",
+        "AssembleWith": "Line",
+    }
+    assert described["TransformResources"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1}
+    assert lines_of(caplog, "transform job started") == [("INFO", {"transform_job": job, "package_arn": arn})]
+    assert metrics_emitted(capsys)["TransformJobsStarted"] == 1
+    # AND the same approval again finds the job and says so
+    again = lambda_handler(decide(cloud, arn, "Approved"), context)
+    assert again["batch"] == {"action": "none", "reason": "transform-job-exists", "transform_job": job}
+    assert lines_of(caplog, "transform job exists: nothing to do") == [("INFO", {"transform_job": job})]
+
+
+def test_a_transform_job_is_named_after_its_input(
+    cloud: Cloud, context: Any, batch: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    arn = package(cloud, 1)
+    first = lambda_handler(decide(cloud, arn, "Approved"), context)["batch"]["transform_job"]
+    monkeypatch.setenv("BATCH_INPUT_URI", f"s3://{BUCKET}/batch/other-input/")
+    reset_caches()
+    second = lambda_handler(decide(cloud, arn, "Approved", note="again"), context)["batch"]["transform_job"]
+    assert first != second
+
+
+def test_rejecting_the_live_package_with_nothing_to_roll_back_to_is_told_and_answered(
+    cloud: Cloud, context: Any
+) -> None:
+    only = package(cloud, 1)
+    lambda_handler(decide(cloud, only, "Approved"), context)
+    result = lambda_handler(decide(cloud, only, "Rejected"), context)
+    assert result == {
+        "status": "stuck",
+        "package_arn": only,
+        "action": "none",
+        "reason": "no-approved-package",
+    }
+    [*_, notice] = cloud.notifications()
+    assert notice["Subject"] == f"Live package {GROUP} v1 rejected; no approved package to roll back to"
+    text, details = body_and_details(notice)
+    assert text == "The endpoint keeps serving the rejected package until another package is approved."
+    assert details == {"package_arn": only, "endpoint_name": ENDPOINT}
+    assert serving_package(cloud) == only
+
+
+def test_a_rollback_is_answered_told_and_counted(
+    cloud: Cloud, context: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    lambda_handler(decide(cloud, v2, "Approved"), context)
+    capsys.readouterr()
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+    assert set(result) == {"status", "package_arn", "action", "rollback_package_arn", "endpoint"}
+    assert (result["status"], result["package_arn"], result["action"]) == ("rolled-back", v2, "rollback")
+    assert result["endpoint"]["action"] == "updated"
+    [*_, notice] = cloud.notifications()
+    assert notice["Subject"] == f"Endpoint rolled back to {GROUP} v1"
+    text, details = body_and_details(notice)
+    assert text == "Live package v2 was rejected; the endpoint is rolling back to v1."
+    assert details == {"rejected_package_arn": v2, "rollback_package_arn": v1, "endpoint_name": ENDPOINT}
+    counted = metrics_emitted(capsys)
+    assert counted["Rollbacks"] == 1 and counted["EndpointDeployments"] == 1
+
+
+def test_a_decision_kept_for_later_is_recorded_logged_and_counted(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO)
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
+    v2 = package(cloud, 2)
+    event = decide(cloud, v2, "Approved")
+    capsys.readouterr()
+    result = lambda_handler(event, context)
+    assert result["endpoint"] == {
+        "action": "deferred",
+        "reason": "endpoint is UPDATING",
+        "endpoint_name": ENDPOINT,
+    }
+    kept = Ledger(TABLE).get(f"ENDPOINT#{ENDPOINT}", "PENDING")
+    assert kept is not None
+    assert {k: kept[k] for k in ("kind", "reason", "package_arn", "approval_status", "event_id")} == {
+        "kind": "pending-decision",
+        "reason": "endpoint is UPDATING",
+        "package_arn": v2,
+        "approval_status": "Approved",
+        "event_id": event["id"],
+    }
+    assert lines_of(caplog, "decision deferred until the endpoint is in service") == [
+        (
+            "INFO",
+            {
+                "endpoint_name": ENDPOINT,
+                "package_arn": v2,
+                "approval_status": "Approved",
+                "reason": "endpoint is UPDATING",
+            },
+        )
+    ]
+    assert metrics_emitted(capsys)["DecisionsDeferred"] == 1
+
+
+def test_an_older_decision_than_the_one_kept_is_dropped_logged_and_counted(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.INFO)
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"
+    v2, v3 = package(cloud, 2), package(cloud, 3)
+    early, late = decide(cloud, v2, "Approved"), decide(cloud, v3, "Approved")
+    lambda_handler(late, context)
+    capsys.readouterr()
+    result = lambda_handler(early, context)
+    assert result["endpoint"] == {
+        "action": "none",
+        "reason": "superseded-by-a-later-decision",
+        "endpoint_name": ENDPOINT,
+    }
+    assert lines_of(caplog, "decision superseded by a later one") == [
+        ("INFO", {"endpoint_name": ENDPOINT, "package_arn": v2, "reason": "endpoint is UPDATING"})
+    ]
+    assert metrics_emitted(capsys)["DecisionsSuperseded"] == 1
+    assert Ledger(TABLE).get(f"ENDPOINT#{ENDPOINT}", "PENDING")["package_arn"] == v3  # type: ignore[index]
+
+
+def test_a_decision_older_than_one_carried_out_is_a_warning(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    v2, v3 = package(cloud, 2), package(cloud, 3)
+    early, late = decide(cloud, v2, "Approved"), decide(cloud, v3, "Approved")
+    lambda_handler(late, context)
+    lambda_handler(early, context)
+    [(level, fields)] = lines_of(caplog, "decision superseded by a later one already carried out")
+    assert level == "WARNING"
+    assert (fields["endpoint_name"], fields["package_arn"]) == (ENDPOINT, v2)
+    assert fields["decided_at"].startswith("20")
