@@ -154,48 +154,45 @@ def mutmut(*args: str) -> str:
     return subprocess.run(command, cwd=WORKSPACE, env=env, check=True, capture_output=True, text=True).stdout
 
 
-def run(modules: list[str], report_only: bool = False) -> dict[str, object]:
+def statuses(listing: str) -> dict[str, str]:
+    """Each mutant's status ("killed", "survived", "not checked", ...) from `mutmut results --all true`."""
+    found = {}
+    for line in listing.splitlines():
+        match = _RESULT_LINE.match(line)
+        if match:
+            found[f"orchestrator.{match['module']}.{match['mutant']}"] = match["status"]
+    return found
+
+
+def score(entry: dict[str, Any]) -> float:
+    """Killed of the mutants that change behaviour (survivors listed in EQUIVALENT do not)."""
+    effective = int(entry["mutants"]) - sum(1 for name in entry["survivors"] if name in EQUIVALENT)
+    return round(int(entry["killed"]) / effective, 4) if effective else 1.0
+
+
+def run(modules: list[str], report_only: bool = False) -> dict[str, Any]:
     started = time.monotonic()
     if not report_only:
         stage(modules)
         mutmut("run")
     seconds = time.monotonic() - started
-    listing = mutmut("results", "--all", "true")
-    per_module: dict[str, dict[str, object]] = {}
-    for line in listing.splitlines():
-        match = _RESULT_LINE.match(line)
-        if not match:
+    per_module: dict[str, dict[str, Any]] = {}
+    for name, status in statuses(mutmut("results", "--all", "true")).items():
+        entry = per_module.setdefault(name.split(".")[1], {"mutants": 0, "killed": 0, "survivors": {}})
+        if status == "not checked":  # a run stopped early (--report-only): not counted
+            entry["not_checked"] = int(entry.get("not_checked", 0)) + 1
             continue
-        entry = per_module.setdefault(match["module"], {"mutants": 0, "killed": 0, "survivors": {}})
-        name = f"orchestrator.{match['module']}.{match['mutant']}"
-        if match["status"] == "not checked":  # a run stopped early (--report-only): not counted
-            entry["not_checked"] = int(entry.get("not_checked", 0)) + 1  # type: ignore[call-overload]
-            continue
-        entry["mutants"] = int(entry["mutants"]) + 1  # type: ignore[call-overload]
-        if match["status"] == "killed":
-            entry["killed"] = int(entry["killed"]) + 1  # type: ignore[call-overload]
+        entry["mutants"] += 1
+        if status == "killed":
+            entry["killed"] += 1
         else:
-            entry["survivors"][name] = EQUIVALENT.get(name, match["status"])  # type: ignore[index]
+            entry["survivors"][name] = EQUIVALENT.get(name, status)
     for entry in per_module.values():
-        equivalent = sum(1 for name in entry["survivors"] if name in EQUIVALENT)  # type: ignore[attr-defined]
-        effective = int(entry["mutants"]) - equivalent  # type: ignore[call-overload]
-        entry["score"] = round(int(entry["killed"]) / effective, 4) if effective else 1.0  # type: ignore[call-overload]
-    total = sum(int(e["mutants"]) for e in per_module.values())  # type: ignore[call-overload]
-    killed = sum(int(e["killed"]) for e in per_module.values())  # type: ignore[call-overload]
-    equivalent_total = sum(
-        1
-        for e in per_module.values()
-        for name in e["survivors"]
-        if name in EQUIVALENT  # type: ignore[attr-defined]
-    )
+        entry["score"] = score(entry)
     return {
         "tool": "mutmut 3.8.1",
         "modules": modules,
         "seconds": round(seconds, 1),
-        "mutants": total,
-        "killed": killed,
-        "equivalent": equivalent_total,
-        "score": round(killed / (total - equivalent_total), 4) if total > equivalent_total else 1.0,
         "per_module": per_module,
     }
 
@@ -210,7 +207,8 @@ def merged(result: dict[str, Any]) -> dict[str, Any]:
         modules[name] = entry | {"measured": today}
     total = sum(int(e["mutants"]) for e in modules.values())
     killed = sum(int(e["killed"]) for e in modules.values())
-    equivalent = sum(1 for e in modules.values() for name in e["survivors"] if name in EQUIVALENT)
+    survivors = {name: status for e in modules.values() for name, status in e["survivors"].items()}
+    equivalent = sum(1 for name in survivors if name in EQUIVALENT)
     last_run = {"modules": result["modules"], "seconds": result["seconds"], "date": today}
     if not result["seconds"] and previous.get("last_run", {}).get("modules") == result["modules"]:
         last_run = previous["last_run"]  # a report of the same run (--report-only): keep its duration
@@ -221,7 +219,7 @@ def merged(result: dict[str, Any]) -> dict[str, Any]:
         "mutants": total,
         "killed": killed,
         "equivalent": equivalent,
-        "score": round(killed / (total - equivalent), 4) if total > equivalent else 1.0,
+        "score": score({"mutants": total, "killed": killed, "survivors": survivors}),
         "per_module": modules,
     }
 
@@ -241,12 +239,7 @@ def recheck_survivors(modules: list[str]) -> dict[str, Any]:
     stage(modules)
     if names:
         mutmut("run", *names)
-    listing = mutmut("results", "--all", "true")
-    status = {}
-    for line in listing.splitlines():
-        match = _RESULT_LINE.match(line)
-        if match:
-            status[f"orchestrator.{match['module']}.{match['mutant']}"] = match["status"]
+    status = statuses(mutmut("results", "--all", "true"))
     per_module: dict[str, Any] = {}
     for module in modules:
         entry = dict(previous["per_module"][module])
@@ -257,11 +250,8 @@ def recheck_survivors(modules: list[str]) -> dict[str, Any]:
                 entry["killed"] = int(entry["killed"]) + 1
             else:
                 survivors[name] = EQUIVALENT.get(name, survivors[name])
-        effective = int(entry["mutants"]) - sum(1 for name in survivors if name in EQUIVALENT)
-        entry |= {
-            "survivors": survivors,
-            "score": round(int(entry["killed"]) / effective, 4) if effective else 1.0,
-        }
+        entry["survivors"] = survivors
+        entry["score"] = score(entry)
         per_module[module] = entry
     return {
         "tool": previous["tool"],

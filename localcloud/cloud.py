@@ -73,6 +73,7 @@ class LocalCloud:
         self.fault_plan = faults
         self.with_hosting = hosting  # False: endpoints go InService at once, serving nothing (load tests)
         self.faults: Faults | None = None
+        self._destinations: dict[str, tuple[Any, str]] = {}  # OnFailure ARN -> (SQS client, queue URL)
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -124,8 +125,11 @@ class LocalCloud:
 
     def _send_invocation_record(self, destination_arn: str, record: dict[str, Any]) -> None:
         """Lambda's delivery to an SQS OnFailure destination (Lambda's own call: never faulted)."""
-        sqs = self.aws.new_client("sqs")
-        url = sqs.get_queue_url(QueueName=destination_arn.rsplit(":", 1)[-1])["QueueUrl"]
+        if destination_arn not in self._destinations:
+            sqs = self.aws.new_client("sqs")
+            url = sqs.get_queue_url(QueueName=destination_arn.rsplit(":", 1)[-1])["QueueUrl"]
+            self._destinations[destination_arn] = (sqs, url)
+        sqs, url = self._destinations[destination_arn]
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record, default=str))
 
     def _invoke_function(self, params: dict[str, Any], info: RequestInfo) -> RawResponse:
@@ -156,8 +160,7 @@ class LocalCloud:
             raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
         invocation = self.router.invoke_sync(spec, event)
         if invocation.error is not None:
-            error_type, _, message = invocation.error.partition(": ")
-            body = json.dumps({"errorMessage": message, "errorType": error_type}).encode()
+            body = json.dumps(invocation.error_payload()).encode()
             headers = {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"}
             return RawResponse(200, body, headers)
         return RawResponse(200, json.dumps(invocation.result).encode(), {"X-Amz-Executed-Version": "$LATEST"})

@@ -130,8 +130,8 @@ class Faults:
             return AwsError(code, "We encountered an internal error (localcloud fault mode)", status)
         return None
 
-    def event_fate(self, event: dict[str, Any]) -> tuple[bool, float]:
-        """(deliver a second copy?, seconds to hold the event back) for one event."""
+    def event_fate(self, event: dict[str, Any]) -> list[float]:
+        """How long to hold back each copy of the event to deliver: one copy, or two (the second later)."""
         duplicate = self._draw() < self.plan.duplicate
         delayed = self._draw() < self.plan.delay
         hold = self._draw() * self.plan.max_delay_s if delayed else 0.0
@@ -139,7 +139,7 @@ class Faults:
             self._count(f"duplicated:{event.get('detail-type')}")
         if delayed:
             self._count(f"delayed:{event.get('detail-type')}")
-        return duplicate, hold
+        return [hold, hold + self.plan.max_delay_s / 2] if duplicate else [hold]
 
     def job_fails(self, kind: str, job_name: str) -> bool:
         rate = max(self.plan.job_failure, self.plan.training_failure if kind == "training" else 0.0)

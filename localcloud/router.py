@@ -31,7 +31,6 @@ from localcloud.template import ACCOUNT_ID, REGION, FunctionSpec, StackTemplate
 
 log = logging.getLogger(__name__)
 
-ASYNC_RETRIES = 2  # Lambda's default MaximumRetryAttempts for asynchronous invocations
 DeadLetterSink = Callable[[str, dict[str, Any]], None]  # (destination ARN, invocation record)
 
 
@@ -69,6 +68,11 @@ class Invocation:
     seconds: float
     result: Any = None
     error: str | None = None
+
+    def error_payload(self) -> dict[str, str]:
+        """The error as Lambda reports an unhandled one: {"errorMessage", "errorType"}."""
+        error_type, _, message = (self.error or "").partition(": ")
+        return {"errorMessage": message, "errorType": error_type}
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -291,7 +295,6 @@ class EventRouter:
 def invocation_record(spec: FunctionSpec, event: dict[str, Any], invocation: Invocation) -> dict[str, Any]:
     """What Lambda sends an OnFailure destination when retries run out (Lambda developer guide,
     "Capturing records of Lambda asynchronous invocations": the invocation record)."""
-    error_type, _, message = (invocation.error or "").partition(": ")
     return {
         "version": "1.0",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
@@ -303,7 +306,7 @@ def invocation_record(spec: FunctionSpec, event: dict[str, Any], invocation: Inv
         },
         "requestPayload": event,
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
-        "responsePayload": {"errorMessage": message, "errorType": error_type},
+        "responsePayload": invocation.error_payload(),
     }
 
 

@@ -124,13 +124,12 @@ class EventBus:
 
     def deliver(self, event: dict[str, Any]) -> None:
         """Queue an already-formed event for the subscribers (fault mode: maybe twice, maybe late)."""
-        duplicate, hold = self.faults.event_fate(event) if self.faults is not None else (False, 0.0)
+        holds = self.faults.event_fate(event) if self.faults is not None else [0.0]
         with self._cond:
             self.history.append(event)
-            self._pending += 1 + int(duplicate)
-        self._enqueue(event, hold)
-        if duplicate:
-            self._enqueue(event, hold + (self.faults.plan.max_delay_s if self.faults else 0.0) / 2)
+            self._pending += len(holds)
+        for hold in holds:
+            self._enqueue(event, hold)
 
     def _enqueue(self, event: dict[str, Any], hold: float) -> None:
         if hold > 0:
