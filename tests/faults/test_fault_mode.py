@@ -336,41 +336,17 @@ def test_an_endpoint_whose_model_cannot_load_fails_and_the_notice_and_ledger_say
         info = tarfile.TarInfo("README.txt")
         info.size = len(readme)
         tar.addfile(info, io.BytesIO(readme))
-    key = "pipelines/training/broken-job/output/model.tar.gz"
-    local_cloud.aws.new_client("s3").put_object(
-        Bucket=env["ARTIFACT_BUCKET"], Key=key, Body=archive.getvalue()
-    )
-    package_arn = sagemaker.create_model_package(
-        ModelPackageGroupName=env["MODEL_PACKAGE_GROUP_NAME"],
-        ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={
-            "Containers": [
-                {"Image": env["INFERENCE_IMAGE_URI"], "ModelDataUrl": f"s3://{env['ARTIFACT_BUCKET']}/{key}"}
-            ],
-            "SupportedContentTypes": ["text/csv"],
-            "SupportedResponseMIMETypes": ["text/csv"],
-        },
-    )["ModelPackageArn"]
+    package_arn = register(local_cloud, archive.getvalue(), "broken-job")
     settle(local_cloud)
     injected = faults(seed=37, throttle=0.1, duplicate=0.5, delay=0.3, max_delay_s=0.5)
     before = len(notifications(local_cloud))
 
     # WHEN a reviewer approves it
     sagemaker.update_model_package(ModelPackageArn=package_arn, ModelApprovalStatus="Approved")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        settle(local_cloud)
-        try:
-            status = sagemaker.describe_endpoint(EndpointName=env["ENDPOINT_NAME"])["EndpointStatus"]
-        except ClientError:
-            status = None
-        if status == "Failed":
-            break
-        time.sleep(0.5)
-    settle(local_cloud)
 
     # THEN the endpoint is Failed, one notice says so with the reason, and the ledger holds it
-    assert status == "Failed"
+    wait_for_endpoint(local_cloud, "Failed")
+    settle(local_cloud)
     notices = [n for n in notifications(local_cloud)[before:] if n["subject"].endswith(" failed")]
     assert len(notices) == 1 and "SavedModel" in notices[0]["message"]
     state = local_cloud.aws.new_client("dynamodb").get_item(
