@@ -442,3 +442,18 @@ def test_an_alarm_during_the_rollout_rolls_the_endpoint_back_and_people_are_told
     assert state["in_service_config"]["S"] == live and state["requested_config"]["S"] != live
     assert sum(injected.summary().values()) >= 1
     sagemaker.delete_endpoint(EndpointName=endpoint)
+
+
+def test_lambda_invoke_answers_as_the_lambda_api_reference_says(local_cloud: LocalCloud) -> None:
+    # Invoke (Lambda API reference): Event -> 202, DryRun -> 204, RequestResponse -> 200 with the payload;
+    # a function that does not exist -> ResourceNotFoundException (404)
+    client = local_cloud.aws.new_client("lambda")
+    name = local_cloud.names["TrackFunction"]
+    malformed = json.dumps({"detail-type": "nothing we track"}).encode()
+    assert client.invoke(FunctionName=name, InvocationType="DryRun", Payload=b"{}")["StatusCode"] == 204
+    reply = client.invoke(FunctionName=name, InvocationType="RequestResponse", Payload=malformed)
+    assert reply["StatusCode"] == 200 and "FunctionError" not in reply
+    assert json.loads(reply["Payload"].read())["reason"] == "malformed"
+    with pytest.raises(ClientError) as missing:
+        client.invoke(FunctionName=f"{name}-old", InvocationType="Event", Payload=b"{}")
+    assert missing.value.response["Error"]["Code"] == "ResourceNotFoundException"
