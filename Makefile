@@ -14,10 +14,12 @@ export SAM_CLI_TELEMETRY := 0
 
 .PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model bench-load mutation clean
 
-$(VENV)/.stamp: requirements/dev.txt
+# The project itself is installed editable, for the `localcloud` command (pyproject.toml [project.scripts]).
+$(VENV)/.stamp: requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -r requirements/dev.txt
+	$(VENV)/bin/pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 .venv-synth/.stamp: requirements/synth.txt

@@ -10,6 +10,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,6 +40,14 @@ def _client(service: str) -> Any:
     return boto3.client(service)
 
 
+def use_layer() -> None:
+    """Read the ledger with the stack's own code: the shared layer's content, put on this process's path
+    (the handlers get it from their execution environment; this is for the verbs that read lineage)."""
+    layer = str(ROOT / "layers" / "shared")
+    if layer not in sys.path:
+        sys.path.append(layer)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from localcloud.cloud import LocalCloud
 
@@ -56,10 +65,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         }
         STATE.write_text(json.dumps(state, indent=2))
         print(f"local cloud on {cloud.aws.endpoint_url}")
-        print(
-            f"  export AWS_ENDPOINT_URL={cloud.aws.endpoint_url} AWS_DEFAULT_REGION=us-east-1 "
-            "AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
-        )
+        print('  eval "$(localcloud env)"   # points boto3, the AWS CLI and the SageMaker SDK at it')
         print(f"  git remote: {state['clone_url']} (branch {cloud.branch})")
         if cloud.faults is not None:
             print(f"  fault mode: {cloud.faults.plan}")
@@ -72,6 +78,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             pass
         finally:
             STATE.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    """The running cloud's client environment as shell exports: `eval "$(localcloud env)"`."""
+    state = _state()
+    for name, value in state["client_env"].items():
+        print(f"export {name}={shlex.quote(value)}")
     return 0
 
 
@@ -262,6 +276,7 @@ def cmd_send_event(args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     state = _state()
     os.environ.update(state["env"])
+    use_layer()
     from orchestrator.adapters.ledger import Ledger
     from orchestrator.lineage import commit_lineage, endpoint_lineage
 
@@ -310,7 +325,7 @@ def _fault_plan(text: str) -> FaultPlan:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m localcloud", description=__doc__)
+    parser = argparse.ArgumentParser(prog="localcloud", description=__doc__)
     verbs = parser.add_subparsers(dest="verb", required=True)
     up = verbs.add_parser("up", help="start the local cloud and serve until Ctrl-C")
     up.add_argument("--port", type=int, default=4566)
@@ -325,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", default=str(ROOT / "data" / "boston_housing.csv"), help="CSV to put at INPUT_DATA_URI"
     )
     up.set_defaults(fn=cmd_up)
+    env = verbs.add_parser("env", help="shell exports that point AWS clients and the SageMaker SDK here")
+    env.set_defaults(fn=cmd_env)
     demo = verbs.add_parser("demo", help="the whole loop, timed (what `make demo` runs)")
     demo.add_argument("rest", nargs=argparse.REMAINDER)
     demo.set_defaults(fn=cmd_demo)

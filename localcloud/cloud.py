@@ -102,7 +102,13 @@ class LocalCloud:
         self.engine.attach()
         self.hosting = self._attach_hosting() if self.with_hosting else None
 
-        self.router = EventRouter(template, self.root, dead_letter_sink=self._send_invocation_record)
+        self.router = EventRouter(
+            template,
+            self.root,
+            dead_letter_sink=self._send_invocation_record,
+            client_env=self.aws.client_env(),
+            log_dir=self.workdir / "logs" / "lambda",  # each function's log stream
+        )
         self.aws.register_override("lambda", "Invoke", self._invoke_function)
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
         self.aws.add_internal_route("route", self._route_for_cli)

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from localcloud.cli import use_layer
 from localcloud.cloud import ROOT, LocalCloud
 from localcloud.runtime.s3io import read_json
 
@@ -132,6 +133,7 @@ def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) 
             print(f"    predicted {pair['predicted']:6.2f}   actual {pair['actual']:6.2f}", flush=True)
 
     with timer.phase("lineage"):
+        use_layer()
         from orchestrator.adapters.ledger import Ledger
         from orchestrator.lineage import endpoint_lineage
 

@@ -43,6 +43,8 @@ def _explicit_name(resource_type: str, props: dict[str, Any]) -> Any:
         "AWS::IAM::Role": "RoleName",
         "AWS::SageMaker::ModelPackageGroup": "ModelPackageGroupName",
         "AWS::CloudWatch::Alarm": "AlarmName",
+        "AWS::Lambda::Function": "FunctionName",
+        "AWS::Serverless::Function": "FunctionName",
     }.get(resource_type)
     return props.get(key) if key else None
 

@@ -1,59 +1,35 @@
 """The local event router: EventBridge rules from template.yaml invoke the handlers, as deployed.
 
-Each function of the template gets its own worker thread and queue (Lambda runs one event at a time per
-execution environment, and EventBridge invokes functions asynchronously). Handlers are the unchanged
-modules under functions/, loaded once (a cold start) and called with a Lambda context. A handler that
+Each function of the template gets its own execution environment (a process: `runtime.lambda_environment`)
+and a worker thread with a queue (Lambda runs one event at a time per execution environment, and
+EventBridge invokes functions asynchronously). Handlers are the unchanged modules under functions/, with
+their layers on the import path, loaded once (a cold start) and called with a Lambda context. A handler that
 raises is retried as its EventInvokeConfig says (Lambda's default: twice), then recorded as a dead letter
 and, when the function has an OnFailure destination, sent there as Lambda's invocation record.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
 import queue
-import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, cast
 
 from moto.events.models import EventPattern
 
+from localcloud.runtime.lambda_environment import ExecutionEnvironment, FunctionSetup
 from localcloud.template import ACCOUNT_ID, REGION, FunctionSpec, StackTemplate
 
 log = logging.getLogger(__name__)
 
 DeadLetterSink = Callable[[str, dict[str, Any]], None]  # (destination ARN, invocation record)
-
-
-@dataclass
-class LambdaContext:
-    """The context object Lambda hands a Python handler."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    timeout_s: int
-    function_version: str = "$LATEST"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = ""
-    log_stream_name: str = "local"
-    _deadline: float = field(default=0.0, repr=False)
-
-    def __post_init__(self) -> None:
-        self.invoked_function_arn = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
-        self._deadline = time.monotonic() + self.timeout_s
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
 @dataclass(frozen=True)
@@ -88,60 +64,42 @@ class Invocation:
 
 
 class _FunctionWorker:
-    """A function's execution environment: its module, loaded once, and a queue of events."""
+    """A function's execution environment (its own process) and its queue of events."""
 
     def __init__(
         self,
+        environment: ExecutionEnvironment,
         spec: FunctionSpec,
-        root: Path,
         record: Callable[[Invocation], None],
         dead_letter: Callable[[dict[str, Any], Invocation], None],
         retry_delay: float,
     ):
+        self.environment = environment
         self.spec = spec
-        self.root = root
         self.record = record
         self.dead_letter = dead_letter
         self.retry_delay = retry_delay
         self.queue: queue.Queue[tuple[dict[str, Any], str, threading.Event | None] | None] = queue.Queue()
-        self._handler: Callable[[dict[str, Any], Any], Any] | None = None
-        self.cold_start_s: float | None = None
         self.thread = threading.Thread(target=self._run, name=f"lambda-{spec.logical_id}", daemon=True)
         self.thread.start()
 
-    def handler(self) -> Callable[[dict[str, Any], Any], Any]:
-        if self._handler is None:
-            started = time.perf_counter()
-            path = self.root / self.spec.module_path
-            module_name = f"localcloud_functions.{self.spec.logical_id}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            if spec is None or spec.loader is None:
-                raise ImportError(f"cannot load handler module {path}")
-            module: ModuleType = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-            self._handler = getattr(module, self.spec.function_name)
-            self.cold_start_s = time.perf_counter() - started
-        return self._handler
-
     def invoke_once(self, event: dict[str, Any], rule: str, attempt: int = 1) -> Invocation:
-        """One invocation, recorded; an exception the handler raises is its error."""
-        context = LambdaContext(self.spec.logical_id, self.spec.memory_mb, self.spec.timeout)
+        """One invocation, recorded; an error the function answers with is its error."""
         started = time.perf_counter()
-        outcome: dict[str, Any]
-        try:
-            outcome = {"result": _jsonable(self.handler()(event, context))}
-        except Exception as error:  # a handler's failure is data for the retry policy, not a crash
-            outcome = {"error": f"{type(error).__name__}: {error}"}
-            log.warning("handler failed: %s\n%s", outcome["error"], traceback.format_exc(limit=5))
+        outcome = self.environment.invoke(event)
+        error = None
+        if outcome.error is not None:
+            error = f"{outcome.error.get('errorType')}: {outcome.error.get('errorMessage')}"
+            log.warning("%s failed: %s", self.spec.logical_id, error)
         invocation = Invocation(
             self.spec.logical_id,
             rule,
-            event.get("id", ""),
-            event.get("detail-type", ""),
+            event.get("id", "") if isinstance(event, dict) else "",
+            event.get("detail-type", "") if isinstance(event, dict) else "",
             attempt,
             time.perf_counter() - started,
-            **outcome,
+            result=outcome.result,
+            error=error,
         )
         self.record(invocation)
         return invocation
@@ -182,6 +140,8 @@ class EventRouter:
         root: Path,
         retry_delay: float = 0.5,
         dead_letter_sink: DeadLetterSink | None = None,
+        client_env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         self.template = template
         self.root = root
@@ -196,23 +156,24 @@ class EventRouter:
         self.dead_letter_sink = dead_letter_sink
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Invocation], None]] = []
-        self._apply_environment()
+        # the endpoint and credentials the functions' SDK uses (the caller's own, by default)
+        client = dict(client_env) if client_env is not None else dict(os.environ)
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
         self._workers = {
-            logical_id: _FunctionWorker(spec, root, self._record, self._dead_letter, retry_delay)
+            logical_id: _FunctionWorker(
+                ExecutionEnvironment(
+                    function_setup(spec, root),
+                    client,
+                    log_dir / f"{logical_id}.log" if log_dir is not None else None,
+                ),
+                spec,
+                self._record,
+                self._dead_letter,
+                retry_delay,
+            )
             for logical_id, spec in self.functions.items()
         }
-
-    def _apply_environment(self) -> None:
-        """Every function's environment, as Lambda would set it; functions must agree on shared names."""
-        merged: dict[str, str] = {}
-        for spec in self.functions.values():
-            for name, value in spec.environment.items():
-                if name in merged and merged[name] != value and name != "POWERTOOLS_SERVICE_NAME":
-                    log.warning("functions disagree on %s; the local cloud uses %r", name, merged[name])
-                merged.setdefault(name, value)
-        os.environ.update(merged)
-        os.environ.setdefault("AWS_REGION", REGION)
-        os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 
     def add_listener(self, listener: Callable[[Invocation], None]) -> None:
         self._listeners.append(listener)
@@ -283,13 +244,31 @@ class EventRouter:
         return False
 
     def cold_starts(self) -> dict[str, float | None]:
-        return {logical_id: worker.cold_start_s for logical_id, worker in self._workers.items()}
+        """Each function's last init phase, in seconds (None: not started yet)."""
+        return {logical_id: worker.environment.init_seconds for logical_id, worker in self._workers.items()}
 
     def close(self) -> None:
         for worker in self._workers.values():
             worker.queue.put(None)
         for worker in self._workers.values():
             worker.thread.join(timeout=5)
+            worker.environment.close()
+
+
+def function_setup(spec: FunctionSpec, root: Path) -> FunctionSetup:
+    """An execution environment's makings from the template's function: code and layers under ``root``."""
+    return FunctionSetup(
+        name=spec.name or spec.logical_id,
+        handler=spec.handler,
+        runtime=spec.runtime,
+        task_root=(root / spec.code_uri).resolve(),
+        layers=tuple((root / layer).resolve() for layer in spec.layers),
+        environment=dict(spec.environment),
+        timeout_s=spec.timeout,
+        memory_mb=spec.memory_mb,
+        region=REGION,
+        account_id=ACCOUNT_ID,
+    )
 
 
 def invocation_record(spec: FunctionSpec, event: dict[str, Any], invocation: Invocation) -> dict[str, Any]:
@@ -308,14 +287,6 @@ def invocation_record(spec: FunctionSpec, event: dict[str, Any], invocation: Inv
         "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
         "responsePayload": invocation.error_payload(),
     }
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-        return value
-    except (TypeError, ValueError):
-        return repr(value)
 
 
 def _matches(pattern: EventPattern, event: dict[str, Any]) -> bool:

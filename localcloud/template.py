@@ -45,6 +45,8 @@ class FunctionSpec:
     # EventInvokeConfig: how often Lambda retries an asynchronous invocation, and where it then sends it
     maximum_retry_attempts: int = 2
     on_failure: str | None = None  # destination ARN
+    runtime: str = "python3.12"
+    layers: tuple[str, ...] = ()  # each layer's content directory (its ContentUri), in the template's order
 
     @property
     def module_path(self) -> str:
@@ -215,9 +217,23 @@ class StackTemplate:
                     on_failure=str(self.resolve(on_failure["Destination"]))
                     if on_failure.get("Destination")
                     else None,
+                    runtime=str(props.get("Runtime", globals_.get("Runtime", "python3.12"))),
+                    layers=self._layer_contents(props.get("Layers", globals_.get("Layers", []))),
                 )
             )
         return specs
+
+    def _layer_contents(self, layers: list[Any]) -> tuple[str, ...]:
+        """The content directories of a function's layers that this template builds
+        (AWS::Serverless::LayerVersion's ContentUri); a layer given by ARN is not on this machine."""
+        resources = self.body.get("Resources", {})
+        found = []
+        for layer in layers:
+            target = resources.get(layer.get("Ref", "")) if isinstance(layer, dict) else None
+            if target is None or target.get("Type") != "AWS::Serverless::LayerVersion":
+                raise TemplateError(f"layer {layer!r} is not a layer of this template; it cannot run locally")
+            found.append(str(target.get("Properties", {}).get("ContentUri", ".")))
+        return tuple(found)
 
 
 def _is_no_value(node: Any) -> bool:

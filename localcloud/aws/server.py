@@ -364,14 +364,40 @@ class EmbeddedAws:
         return f"http://{self.host}:{self.port}"
 
     def client_env(self) -> dict[str, str]:
-        """Environment variables that point boto3 and the AWS CLI at this server."""
-        return {
+        """Environment variables that point boto3, the AWS CLI and the SageMaker Python SDK at this server."""
+        env = {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_DEFAULT_REGION": self.region,
             "AWS_REGION": self.region,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
+        if self.work_dir is not None:
+            env["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(self.sdk_config())
+        return env
+
+    def sdk_config(self) -> Path:
+        """The SageMaker Python SDK's defaults file (its `SAGEMAKER_USER_CONFIG_OVERRIDE`), so that SDK code
+        runs here unchanged. `Session.default_bucket()` asks STS for the account at the regional endpoint,
+        which it passes explicitly (`sts_regional_endpoint`), so `AWS_ENDPOINT_URL` cannot redirect it; given
+        `DefaultS3Bucket` it asks nothing (sagemaker/session.py, `default_bucket`). The bucket is the one the
+        SDK would derive itself, `sagemaker-<region>-<account>`. Telemetry is off: it would GET an
+        amazonaws.com address (sagemaker/telemetry/telemetry_logging.py)."""
+        assert self.work_dir is not None
+        path = self.work_dir / "sagemaker-sdk-config.yaml"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                "# Written by the local cloud (schema: sagemaker/config/config_schema.py)\n"
+                "SchemaVersion: '1.0'\n"
+                "SageMaker:\n"
+                "  PythonSDK:\n"
+                "    Modules:\n"
+                "      TelemetryOptOut: true\n"
+                "      Session:\n"
+                f"        DefaultS3Bucket: sagemaker-{self.region}-{self.account_id}\n"
+            )
+        return path
 
     def new_client(self, service: str, max_pool_connections: int = 10) -> Any:
         """A boto3 client of this server, for the local cloud's own components (engine, hosting)."""

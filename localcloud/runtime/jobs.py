@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localcloud.runtime.quiet_start import LOG_ENV
 from localcloud.runtime.s3io import S3Location, download, extract_archive, list_keys, upload_tree
 from localcloud.runtime.worker import PRELOAD_MODULES, ChildSpec, JobProcess, run_child
 
@@ -86,6 +87,11 @@ class JobRunner:
         """
         with self._warm_lock:
             if not self._warm:
+                # the fork server inherits this environment when it starts: TensorFlow's start-up lines
+                # (oneDNN, CPU features, CUDA probing) stay out of the user's terminal unless asked for
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                self.workdir.mkdir(parents=True, exist_ok=True)
+                os.environ[LOG_ENV] = str(self.workdir / "fork-server.log")
                 self._context.set_forkserver_preload(list(PRELOAD_MODULES))
                 self._warm = True
         if wait:
@@ -438,6 +444,7 @@ def _base_env() -> dict[str, str]:
     # The job sees the local cloud's environment (AWS_ENDPOINT_URL, credentials), as a container sees its
     # role; the fork server's own environment, frozen when it started, is never used.
     env = dict(os.environ)
+    env.pop(LOG_ENV, None)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("MPLBACKEND", "Agg")
     env["PYTHONUNBUFFERED"] = "1"

@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import os
 import re
 import sys
 import tarfile
@@ -22,10 +23,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from localcloud.runtime.quiet_start import import_quietly
 from localcloud.runtime.s3io import S3Location, extract_archive
 
 JSON = "application/json"
 CSV = "text/csv"
+JSON_TYPES = (JSON, "application/jsonlines", "application/jsons")
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,8 @@ class LoadedModel:
 
         self.model_data_url = model_data_url
         self.model_dir = model_dir
-        self.model_name = saved_model_dir.parent.name
+        # TFS names a model by its folder; the archive's root is /opt/ml/model, so "model"
+        self.model_name = "model" if saved_model_dir.parent == model_dir else saved_model_dir.parent.name
         self.model_version = saved_model_dir.name
         self._tf = tf
         try:
@@ -225,22 +229,45 @@ class ModelHost:
             raise ModelLoadError(f"could not extract {model_data_url}: {error}") from error
         except Exception as error:  # botocore ClientError: the object is missing or unreadable
             raise ModelLoadError(f"could not download {model_data_url}: {error}") from error
+        import_quietly("tensorflow", self.workdir.parent / "tensorflow-start.log")
         return LoadedModel(model_data_url, target, find_saved_model(target))
 
 
-def find_saved_model(model_dir: Path) -> Path:
-    """The `<name>/<version>/` directory TFS serves: the highest numeric version holding saved_model.pb."""
-    candidates = [
-        pb.parent
-        for pb in model_dir.glob("*/*/saved_model.pb")
-        if pb.parent.name.isdigit() and pb.parent.parent.name != "code"
-    ]
-    if not candidates:
+def find_saved_model(model_dir: Path, default_model_name: str | None = None) -> Path:
+    """The SavedModel version TFS serves from the model data, found as the SageMaker TFS container finds
+    models (`tfs_utils.find_models`, aws/sagemaker-tensorflow-serving-container and the deep learning
+    containers): every `saved_model.pb` at any depth whose folder is all digits is a version, and the folder
+    above it is a model, named by its base name (`/opt/ml/model` itself when the version is at the archive's
+    root: `1/saved_model.pb`, `model/1/…`, `export/Servo/1/…`, `<name>/<version>/…` all serve). The default
+    model is `SAGEMAKER_TFS_DEFAULT_MODEL_NAME`, else the first found; TF Serving serves its highest version.
+    """
+    models: list[Path] = []
+    for folder, subfolders, files in os.walk(model_dir):
+        subfolders.sort()
+        here = Path(folder)
+        if "saved_model.pb" in files and here.name.isdigit() and here.parent not in models:
+            models.append(here.parent)
+    if not models:
+        found = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("saved_model.pb"))
         raise ModelLoadError(
-            f"no SavedModel at <model name>/<version>/saved_model.pb in the model data "
-            f"(found: {sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob('saved_model.pb'))})"
+            "no SavedModel bundles found! (TFS serves <model>/<version>/saved_model.pb, the version all "
+            f"digits; found: {found})"
         )
-    return max(candidates, key=lambda path: (int(path.name), path.parent.name))
+
+    def name_of(model: Path) -> str:
+        return "model" if model == model_dir else model.name  # model_dir stands for /opt/ml/model
+
+    chosen = models[0]
+    if default_model_name:
+        named = [m for m in models if name_of(m) == default_model_name]
+        if not named:
+            raise ModelLoadError(
+                f"SAGEMAKER_TFS_DEFAULT_MODEL_NAME {default_model_name!r} names none of the models "
+                f"{[name_of(m) for m in models]}"
+            )
+        chosen = named[0]
+    versions = [v for v in chosen.iterdir() if v.name.isdigit() and (v / "saved_model.pb").is_file()]
+    return max(versions, key=lambda version: int(version.name))
 
 
 def _import_handlers(path: Path, model_data_url: str) -> ModuleType | None:
@@ -266,8 +293,17 @@ def _import_handlers(path: Path, model_data_url: str) -> ModuleType | None:
     return module
 
 
+_TFS_JSON = re.compile(r'"(instances|inputs|examples)"\s*:')
+_JSON_LINES = re.compile(r"[}\]]\s*[\[{]")  # objects separated only by whitespace
+_LIST_OF_LISTS = re.compile(r"^\s*\[\s*\[")
+
+
 def _default_request(body: bytes, content_type: str) -> str:
-    """The container's translation without inference.py: CSV rows or JSON to a TFS REST body."""
+    """The container's translation without inference.py, as its nginx module does it
+    (`tensorflowServing.js`: `json_request`, `csv_request`): CSV rows, JSON or JSON lines to a TFS REST
+    body. application/json, application/jsonlines and application/jsons are all read as JSON: JSON lines
+    become one instance per line; a body that names `instances`, `inputs` or `examples` passes unchanged;
+    any other JSON is one instance unless it is already a list of lists."""
     kind = content_type.split(";")[0].strip().lower()
     text = body.decode("utf-8")
     if kind == CSV:
@@ -277,12 +313,21 @@ def _default_request(body: bytes, content_type: str) -> str:
         except ValueError as error:
             raise ValueError(f"CSV body has a value that is not a number: {error}") from None
         return json.dumps({"instances": instances})
-    if kind == JSON:
-        document = json.loads(text) if text.strip() else None
-        if isinstance(document, dict):
-            return text
-        return json.dumps({"instances": document})
-    raise ValueError(f"unsupported content type {content_type!r}")
+    if kind in JSON_TYPES:
+        if _JSON_LINES.search(text):
+            lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+            instances = lines[0] if len(lines) == 1 else "[" + ",".join(lines) + "]"
+            document = '{"instances":' + instances + "}"
+        elif _TFS_JSON.search(text):
+            document = text
+        else:
+            document = '{"instances":' + (text if _LIST_OF_LISTS.search(text) else "[" + text + "]") + "}"
+        try:
+            json.loads(document)
+        except ValueError as error:
+            raise ValueError(f"the JSON body does not parse: {error}") from None
+        return document
+    raise ValueError(f"Unsupported Media Type: {content_type or 'Unknown'}")
 
 
 def _error_body(message: str) -> bytes:

@@ -23,6 +23,7 @@ from typing import Any
 #: Modules the fork server imports once; every job forked from it finds them already in `sys.modules`.
 #: Import failures are ignored by multiprocessing, so a missing optional library only costs its import.
 PRELOAD_MODULES: tuple[str, ...] = (
+    "localcloud.runtime.quiet_start",  # first: the fork server's own output goes to its log file
     "numpy",
     "pandas",
     "sklearn",

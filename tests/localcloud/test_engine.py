@@ -966,3 +966,63 @@ def test_retry_runs_a_failed_execution_again_from_its_failed_step(
     # AND a Succeeded execution cannot be retried
     with pytest.raises(sagemaker.exceptions.ClientError, match="only a Failed execution"):
         sagemaker.retry_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=uuid.uuid4().hex)
+
+
+def register_definition(group: str) -> dict[str, Any]:
+    return {
+        "Version": "2020-12-01",
+        "Steps": [
+            {
+                "Name": "Register-RegisterModel",
+                "Type": "RegisterModel",
+                "Arguments": {
+                    "ModelPackageGroupName": group,
+                    "ModelApprovalStatus": "PendingManualApproval",
+                    "InferenceSpecification": {
+                        "Containers": [{"Image": "serve", "ModelDataUrl": "s3://b/model.tar.gz"}],
+                        "SupportedContentTypes": ["text/csv"],
+                        "SupportedResponseMIMETypes": ["text/csv"],
+                    },
+                },
+            }
+        ],
+    }
+
+
+def test_registering_into_a_group_that_does_not_exist_creates_it(
+    engine: PipelineEngine, client: Callable[[str], Any], unique: Callable[[str], str]
+) -> None:
+    # GIVEN a RegisterModel step naming a group no one has created
+    # (AWS: "specify a ModelPackageGroup. SageMaker Pipelines creates this ModelPackageGroup for you",
+    # SageMaker developer guide, "Define a pipeline")
+    group = unique("new-group")
+    name = unique("engine-register")
+    create_pipeline(client, name, register_definition(group))
+    # WHEN the pipeline runs twice
+    first, second = start(client, name, {}), None
+    assert engine.wait(first, timeout=30) == "Succeeded"
+    second = start(client, name, {})
+    assert engine.wait(second, timeout=30) == "Succeeded"
+    # THEN the group exists and holds both versions, in order
+    sagemaker = client("sagemaker")
+    described = sagemaker.describe_model_package_group(ModelPackageGroupName=group)
+    assert described["ModelPackageGroupName"] == group
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=group, SortOrder="Ascending")
+    assert [p["ModelPackageVersion"] for p in packages["ModelPackageSummaryList"]] == [1, 2]
+
+
+def test_a_group_named_by_arn_is_never_created(
+    engine: PipelineEngine, client: Callable[[str], Any], unique: Callable[[str], str]
+) -> None:
+    # GIVEN a RegisterModel step naming, by ARN, a group that does not exist
+    group = unique("arn-group")
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:model-package-group/{group}"
+    name = unique("engine-register-arn")
+    create_pipeline(client, name, register_definition(arn))
+    # WHEN it runs, THEN the step fails and no group of that name appears
+    execution = start(client, name, {})
+    assert engine.wait(execution, timeout=30) == "Failed"
+    step = steps_of(client, execution)["Register-RegisterModel"]
+    assert step["StepStatus"] == "Failed"
+    groups = client("sagemaker").list_model_package_groups(NameContains=group)["ModelPackageGroupSummaryList"]
+    assert groups == []

@@ -23,7 +23,7 @@ from moto import mock_aws
 
 from localcloud.aws import EmbeddedAws
 from localcloud.runtime.hosting import EndpointHosting, attach_hosting, traffic_schedule
-from localcloud.runtime.serving import ModelHost, ModelLoadError
+from localcloud.runtime.serving import ModelHost, ModelLoadError, find_saved_model
 
 BUCKET = "models"
 N_FEATURES = 3
@@ -53,8 +53,11 @@ def output_handler(response, context):
 """
 
 
-def build_model_archive(tmp: Path, handlers: str | None, seed: int = 0) -> tuple[bytes, Any]:
-    """A tiny Keras regressor saved as model/1 with a serving_default(features) signature."""
+def build_model_archive(
+    tmp: Path, handlers: str | None, seed: int = 0, version_dir: str = "model/1"
+) -> tuple[bytes, Any]:
+    """A tiny Keras regressor saved as model/1 (or ``version_dir``) with a serving_default(features)
+    signature."""
     import keras
     import tensorflow as tf
 
@@ -74,7 +77,7 @@ def build_model_archive(tmp: Path, handlers: str | None, seed: int = 0) -> tuple
 
     root = tmp / f"model-{seed}"
     export = Export(model)
-    tf.saved_model.save(export, str(root / "model" / "1"), signatures={"serving_default": export.serve})
+    tf.saved_model.save(export, str(root / version_dir), signatures={"serving_default": export.serve})
     if handlers is not None:
         (root / "code").mkdir(parents=True)
         (root / "code" / "inference.py").write_text(textwrap.dedent(handlers))
@@ -178,6 +181,72 @@ def test_without_inference_py_the_container_speaks_plain_tfs_json(s3: Any, host:
     assert status == 200 and [p[0] for p in json.loads(body)["outputs"]] == pytest.approx(expected, rel=1e-5)
 
 
+def test_tfs_json_rules_for_bare_lists_and_json_lines(s3: Any, host: ModelHost, tmp_path: Path):
+    # GIVEN a model without handlers, saved as <version>/saved_model.pb at the archive's root: a layout the
+    # TFS container serves (its find_models takes any all-digit folder holding saved_model.pb, at any depth)
+    archive, model = build_model_archive(tmp_path, None, seed=3, version_dir="1")
+    s3.put_object(Bucket=BUCKET, Key="root-layout/model.tar.gz", Body=archive)
+    loaded = host.load(f"s3://{BUCKET}/root-layout/model.tar.gz")
+    assert (loaded.model_name, loaded.model_version) == ("model", "1")
+    expected = direct(model, ROWS)
+    # WHEN a bare row is sent: TFS's nginx module wraps JSON that is not a list of lists as one instance
+    status, body, _ = loaded.invoke(json.dumps(ROWS[0]).encode(), "application/json", "")
+    assert status == 200
+    assert [p[0] for p in json.loads(body)["predictions"]] == pytest.approx(expected[:1], rel=1e-5)
+    # AND JSON lines, one instance per line, whether sent as application/jsonlines or application/json
+    lines = "\n".join(json.dumps(row) for row in ROWS).encode()
+    for content_type in ("application/jsonlines", "application/json"):
+        status, body, _ = loaded.invoke(lines, content_type, "")
+        assert status == 200
+        assert [p[0] for p in json.loads(body)["predictions"]] == pytest.approx(expected, rel=1e-5)
+    # AND a type the container does not read is refused as it refuses it
+    status, body, _ = loaded.invoke(b"\x00", "application/x-npy", "")
+    assert status == 400
+    assert "Unsupported Media Type: application/x-npy" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize(
+    ("files", "served"),
+    [
+        (["1/saved_model.pb"], "1"),
+        (["model/1/saved_model.pb", "code/inference.py"], "model/1"),
+        (["export/Servo/1/saved_model.pb", "export/Servo/1/variables/variables.index"], "export/Servo/1"),
+        (["model/1/saved_model.pb", "model/12/saved_model.pb", "model/3/saved_model.pb"], "model/12"),
+        (["a/1/saved_model.pb", "b/7/saved_model.pb"], "a/1"),  # the first model found is the default
+    ],
+)
+def test_every_layout_the_tfs_container_finds(tmp_path: Path, files: list[str], served: str):
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert find_saved_model(tmp_path) == tmp_path / served
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["saved_model.pb"],  # no version folder
+        ["model/v1/saved_model.pb"],  # a version folder that is not all digits
+        ["model/1/saved_model.pbtxt"],
+    ],
+)
+def test_layouts_the_tfs_container_refuses(tmp_path: Path, files: list[str]):
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ModelLoadError, match="no SavedModel bundles found!"):
+        find_saved_model(tmp_path)
+
+
+def test_the_default_model_name_picks_among_several(tmp_path: Path):
+    for name in ("a/1/saved_model.pb", "b/7/saved_model.pb"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert find_saved_model(tmp_path, "b") == tmp_path / "b" / "7"
+    with pytest.raises(ModelLoadError, match="names none of the models"):
+        find_saved_model(tmp_path, "c")
+
+
 def test_loading_the_same_url_twice_returns_the_loaded_model(host: ModelHost, with_handlers: Any):
     # GIVEN a model already loaded
     first = host.load(with_handlers[0])
@@ -202,7 +271,7 @@ def test_an_archive_without_a_savedmodel_fails_to_load_with_a_clear_error(
     s3.put_object(Bucket=BUCKET, Key="empty/model.tar.gz", Body=buffer.getvalue())
 
     # WHEN it is loaded THEN the error says what TFS looks for
-    with pytest.raises(ModelLoadError, match=r"no SavedModel at <model name>/<version>/saved_model.pb"):
+    with pytest.raises(ModelLoadError, match=r"no SavedModel bundles found! \(TFS serves <model>/<version>/"):
         host.load(f"s3://{BUCKET}/empty/model.tar.gz")
 
 
