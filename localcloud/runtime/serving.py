@@ -316,8 +316,8 @@ def _default_request(body: bytes, content_type: str) -> str:
     if kind in JSON_TYPES:
         if _JSON_LINES.search(text):
             lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-            instances = lines[0] if len(lines) == 1 else "[" + ",".join(lines) + "]"
-            document = '{"instances":' + instances + "}"
+            listed = lines[0] if len(lines) == 1 else "[" + ",".join(lines) + "]"
+            document = '{"instances":' + listed + "}"
         elif _TFS_JSON.search(text):
             document = text
         else:
