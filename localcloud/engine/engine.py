@@ -29,6 +29,7 @@ from localcloud.engine.expressions import ExpressionError, ResolutionContext, re
 from localcloud.engine.records import JobRecords
 from localcloud.engine.state import EXECUTION_TERMINAL, ExecutionRun, StepRun, utcnow
 from localcloud.engine.tuning import HyperParameterSearch, TuningConfigError
+from localcloud.runtime.algorithms import builtin_training
 from localcloud.runtime.s3io import read_json
 
 if TYPE_CHECKING:
@@ -640,6 +641,12 @@ class PipelineEngine:
     def _train(self, request: dict[str, Any], tuning_arn: str | None = None) -> tuple[Any, dict[str, Any]]:
         """Run one training job, recording it; returns the runner's result and the describe-shaped job."""
         name = request["TrainingJobName"]
+        specification = request.get("AlgorithmSpecification", {})
+        builtin = builtin_training(request)
+        if builtin is not None and not specification.get("MetricDefinitions"):
+            # a built-in algorithm's job shows the algorithm's own metric definitions, as on SageMaker
+            specification = {**specification, "MetricDefinitions": builtin.metric_definitions}
+            request = {**request, "AlgorithmSpecification": specification}
         arn = self._records.training_started(request, tuning_arn)
         started = utcnow()
         result = self._call_runner(self.runner.run_training, name, request)

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from localcloud.runtime.algorithms import builtin_training
 from localcloud.runtime.quiet_start import LOG_ENV
 from localcloud.runtime.s3io import S3Location, download, extract_archive, list_keys, upload_tree
 from localcloud.runtime.worker import PRELOAD_MODULES, ChildSpec, JobProcess, run_child
@@ -241,9 +242,11 @@ class JobRunner:
         except (JobSetupError, ValueError, KeyError, tarfile.TarError) as error:
             return self._setup_failure(job_name, start, inst.log_path, error)
         codes = self._run_instances([spec], request.get("StoppingCondition", {}).get("MaxRuntimeInSeconds"))
+        builtin = builtin_training(request)
         final, series = parse_metrics(
             inst.log_path.read_text(errors="replace") if inst.log_path.exists() else "",
-            request.get("AlgorithmSpecification", {}).get("MetricDefinitions", []),
+            request.get("AlgorithmSpecification", {}).get("MetricDefinitions")
+            or (builtin.metric_definitions if builtin is not None else []),
         )
         failure = _first_failure([inst], codes)
         if failure is not None:
@@ -295,16 +298,18 @@ class JobRunner:
         decoded = {k: _decode_hyperparameter(v) for k, v in raw_hps.items()}
         program = decoded.get("sagemaker_program")
         submit_dir = decoded.get("sagemaker_submit_directory")
-        if not program or not submit_dir:
+        builtin = builtin_training(request)
+        if builtin is None and (not program or not submit_dir):
             raise JobSetupError(
-                "the TensorFlow training toolkit needs the sagemaker_program and "
-                "sagemaker_submit_directory hyper-parameters"
+                "the training toolkit needs the sagemaker_program and sagemaker_submit_directory "
+                "hyper-parameters (script mode); built-in algorithms here: XGBoost"
             )
         code_dir = root / "code"
-        self._fetch_submit_directory(str(submit_dir), code_dir)
-        script = code_dir / str(program)
-        if not script.is_file():
-            raise JobSetupError(f"sagemaker_program {program!r} is not in {submit_dir}")
+        if builtin is None:
+            self._fetch_submit_directory(str(submit_dir), code_dir)
+            script = code_dir / str(program)
+            if not script.is_file():
+                raise JobSetupError(f"sagemaker_program {program!r} is not in {submit_dir}")
 
         channels: dict[str, dict[str, Any]] = {}
         for channel in request.get("InputDataConfig", []):
@@ -330,6 +335,17 @@ class JobRunner:
         (config_dir / "hyperparameters.json").write_text(json.dumps(raw_hps, indent=2))
         (config_dir / "inputdataconfig.json").write_text(json.dumps(channels, indent=2))
 
+        if builtin is not None:  # the algorithm's own program reads its config files, as its container does
+            env = _base_env()
+            env.update({k: inst.rewrite(str(v)) for k, v in (request.get("Environment") or {}).items()})
+            env["TRAINING_JOB_NAME"] = job_name
+            return ChildSpec(
+                command=builtin.command,
+                env=env,
+                cwd=str(root),
+                log_path=str(inst.log_path),
+                container_root=str(root),
+            )
         user_hps = {k: v for k, v in decoded.items() if not k.startswith("sagemaker_")}
         user_args = _to_cmd_args(user_hps)
         env = _base_env()

@@ -1,0 +1,94 @@
+"""Pipelines written with the SageMaker Python SDK, unchanged but for their role, run on the local cloud.
+
+Each program under `pipelines/` is written the way the SDK's documentation and AWS's public examples write
+one (see each program's docstring for what it covers); the test runs it as a user would and checks what it
+reports, and what the local cloud holds afterwards, against what SageMaker documents.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from localcloud.cloud import LocalCloud
+
+pytestmark = pytest.mark.slow
+
+
+def test_keras_pipeline_registers_into_a_new_group_and_transforms(
+    run_program: Callable[[str], dict[str, Any]], local_cloud: LocalCloud
+) -> None:
+    report = run_program("keras_register_transform")
+    assert report["status"] == "Succeeded", report
+    assert report["steps"] == {
+        "Preprocess": "Succeeded",
+        "Train": "Succeeded",
+        "CreateModel": "Succeeded",
+        "Register-RegisterModel": "Succeeded",
+        "Transform": "Succeeded",
+    }
+    sagemaker = local_cloud.session.client("sagemaker")
+    # the group no one created exists (SageMaker Pipelines creates it) and holds the package
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=report["group"])["ModelPackageSummaryList"]
+    assert [p["ModelApprovalStatus"] for p in packages] == ["PendingManualApproval"]
+    # the transform served the model saved as <version>/saved_model.pb: one prediction per test row
+    s3 = local_cloud.session.client("s3")
+    bucket, _, prefix = report["transform_output"].removeprefix("s3://").partition("/")
+    (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+    assert key.endswith("features.csv.out")
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+    # (TFS answers each mini-batch with one {"predictions": [...]} document; AssembleWith=Line ends each
+    # with a newline, as the CreateTransformJob reference documents)
+    documents = [json.loads(line) for line in body.splitlines() if line.strip()]
+    predictions = [p for document in documents for p in document["predictions"]]
+    assert len(predictions) == 30  # the test rows: 200 x 0.3 x 0.5
+    assert all(0 < p[0] < 80 for p in predictions), "house prices in $1000s"
+
+
+def test_the_projects_template_pipeline_with_the_builtin_xgboost_algorithm(
+    run_program: Callable[..., dict[str, Any]], local_cloud: LocalCloud
+) -> None:
+    # WHEN the template's pipeline runs with a threshold the model meets
+    report = run_program("builtin_xgboost_quality_gate")
+    # THEN it trains with the built-in algorithm, evaluates, passes the gate and registers
+    assert report["status"] == "Succeeded", report
+    assert report["steps"] == {
+        "PreprocessData": "Succeeded",
+        "TrainModel": "Succeeded",
+        "EvaluateModel": "Succeeded",
+        "CheckMseEvaluation": "Succeeded",
+        "RegisterModel-RegisterModel": "Succeeded",
+        "CreateModel-CreateModel": "Succeeded",
+    }
+    sagemaker = local_cloud.session.client("sagemaker")
+    job = sagemaker.describe_training_job(TrainingJobName=report["training_job"])
+    # the algorithm's own metrics, read from its log lines by its own metric definitions
+    # (as DescribeTrainingJob shows them for a built-in XGBoost job: its definitions, e.g. validation:rmse)
+    definitions = {d["Name"]: d["Regex"] for d in job["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert definitions["validation:rmse"].startswith(r".*\[[0-9]+\].*#011validation-rmse:")
+    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert set(metrics) == {"train:rmse", "validation:rmse"}
+    assert 0 < metrics["train:rmse"] < metrics["validation:rmse"] < 10
+    # the artifact is the algorithm's: model.tar.gz holding xgboost-model (pickled, as version 1.0-1 does)
+    s3 = local_cloud.session.client("s3")
+    bucket, _, key = job["ModelArtifacts"]["S3ModelArtifacts"].removeprefix("s3://").partition("/")
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as archive:
+        assert archive.getnames() == ["xgboost-model"]
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=report["group"])["ModelPackageSummaryList"]
+    assert len(packages) == 1
+
+
+def test_the_template_pipeline_ends_in_its_fail_step_when_the_gate_is_missed(
+    run_program: Callable[..., dict[str, Any]], local_cloud: LocalCloud
+) -> None:
+    report = run_program("builtin_xgboost_quality_gate", "0.5")
+    assert report["status"] == "Failed"
+    assert report["failure"] == "Execution failed: the test MSE is above 0.5"
+    assert report["steps"]["CheckMseEvaluation"] == "Succeeded"
+    assert report["steps"]["MseTooHigh"] == "Failed"
+    assert "RegisterModel-RegisterModel" not in report["steps"]
