@@ -614,7 +614,9 @@ def _first_failure(
             message = path.read_text(errors="replace").strip() if path.is_file() else ""
         if not message:
             message = f"ExecuteUserScriptError: exit code {code}: {_tail(inst.log_path, _LOG_TAIL_LINES)}"
-        return code, f"AlgorithmError: {message}"[:_FAILURE_REASON_LIMIT]
+        if not message.startswith(("ClientError:", "AlgorithmError:")):  # a built-in algorithm's own kind
+            message = f"AlgorithmError: {message}"
+        return code, message[:_FAILURE_REASON_LIMIT]
     return None
 
 

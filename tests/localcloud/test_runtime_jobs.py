@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pickle
 import tarfile
 import textwrap
 import threading
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
+import xgboost
 from moto import mock_aws
 
 from localcloud.runtime import JobRunner, parse_metrics
@@ -583,3 +586,112 @@ def test_real_preprocess_script_runs_sharded_on_the_sample_data(s3: Any, runner:
         assert len(keys) == 2, keys
         total += sum(len(get(s3, key).decode().strip().splitlines()) - 1 for key in keys)
     assert total == len(body)
+
+
+def xgboost_request(
+    version: str, channels: dict[str, tuple[str, str]], hyperparameters: dict[str, str], output_path: str
+) -> dict[str, Any]:
+    """A built-in XGBoost training job, as `Estimator(image_uri=image_uris.retrieve("xgboost", ...))`
+    sends it: the algorithm's image, hyper-parameters only, no MetricDefinitions."""
+    return {
+        "AlgorithmSpecification": {
+            "TrainingImage": f"683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:{version}",
+            "TrainingInputMode": "File",
+        },
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [
+            {
+                "ChannelName": name,
+                **({"ContentType": content_type} if content_type else {}),
+                "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": uri}},
+            }
+            for name, (uri, content_type) in channels.items()
+        ],
+        "OutputDataConfig": {"S3OutputPath": output_path},
+        "ResourceConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 600},
+        "RoleArn": "arn:aws:iam::123456789012:role/sm",
+    }
+
+
+def regression_rows(seed: int, n: int = 80) -> list[list[float]]:
+    rng = np.random.default_rng(seed)
+    features = rng.uniform(0, 1, size=(n, 3))
+    label = 3 * features[:, 0] - 2 * features[:, 1] + rng.normal(0, 0.05, n)
+    return [[float(y), *map(float, x)] for y, x in zip(label, features, strict=True)]
+
+
+def model_file(s3: Any, uri: str) -> bytes:
+    with tarfile.open(fileobj=io.BytesIO(get(s3, uri.removeprefix(f"s3://{BUCKET}/")))) as archive:
+        assert archive.getnames() == ["xgboost-model"]
+        handle = archive.extractfile("xgboost-model")
+        assert handle is not None
+        return handle.read()
+
+
+@pytest.mark.parametrize("version", ["1.0-1", "1.7-1"])
+def test_the_builtin_xgboost_algorithm_trains_on_csv_channels(s3: Any, runner: JobRunner, version: str):
+    # GIVEN CSV channels with the label first and no header, and hyper-parameters only
+    csv = {
+        name: put(
+            s3, f"xgb-{version}/{name}/data.csv", "\n".join(",".join(map(str, r)) for r in regression_rows(i))
+        )
+        for i, name in enumerate(("train", "validation"))
+    }
+    request = xgboost_request(
+        version,
+        {name: (uri, "text/csv") for name, uri in csv.items()},
+        {"num_round": "30", "max_depth": "3", "eta": "0.3", "objective": "reg:squarederror"},
+        f"s3://{BUCKET}/xgb-{version}/output",
+    )
+    # WHEN it runs
+    result = runner.run_training(f"xgb-{version.replace('.', '-')}", request)
+    # THEN the algorithm reports its own metrics, read by its own definitions, round by round
+    assert result.status == "Completed", result.failure_reason
+    assert set(result.final_metrics) == {"train:rmse", "validation:rmse"}
+    assert len(result.metric_series["validation:rmse"]) == 30
+    assert result.final_metrics["validation:rmse"] < result.metric_series["validation:rmse"][0]
+    # AND the artifact is model.tar.gz with xgboost-model: pickled for 1.0-1, XGBoost's own format after
+    content = model_file(s3, str(result.model_artifacts))
+    booster = xgboost.Booster()
+    if version == "1.0-1":
+        booster = pickle.loads(content)  # noqa: S301 - the job's own artifact
+    else:
+        with pytest.raises(pickle.UnpicklingError):
+            pickle.loads(content)  # noqa: S301
+        booster.load_model(bytearray(content))
+    predicted = booster.predict(xgboost.DMatrix(np.array([[0.9, 0.1, 0.5]])))
+    assert predicted[0] == pytest.approx(3 * 0.9 - 2 * 0.1, abs=0.5)
+
+
+def test_the_builtin_xgboost_algorithm_reads_libsvm_by_default(s3: Any, runner: JobRunner):
+    rows = regression_rows(3)
+    libsvm = "\n".join(f"{r[0]} 1:{r[1]} 2:{r[2]} 3:{r[3]}" for r in rows)
+    uri = put(s3, "xgb-libsvm/train/data.libsvm", libsvm)
+    request = xgboost_request(
+        "1.7-1", {"train": (uri, "")}, {"num_round": "5"}, f"s3://{BUCKET}/xgb-libsvm/out"
+    )
+    result = runner.run_training("xgb-libsvm", request)
+    assert result.status == "Completed", result.failure_reason
+    assert set(result.final_metrics) == {"train:rmse"}
+
+
+def test_the_builtin_xgboost_algorithm_refuses_a_job_without_num_round(s3: Any, runner: JobRunner):
+    uri = put(s3, "xgb-no-rounds/train/data.csv", "1,2,3\n4,5,6\n")
+    request = xgboost_request("1.7-1", {"train": (uri, "text/csv")}, {"max_depth": "3"}, f"s3://{BUCKET}/o")
+    result = runner.run_training("xgb-no-rounds", request)
+    assert result.status == "Failed"
+    assert result.failure_reason == "ClientError: Missing required hyperparameter: num_round"
+
+
+def test_a_script_in_the_xgboost_image_runs_in_script_mode(s3: Any, runner: JobRunner):
+    # GIVEN the XGBoost image with an entry point (the SDK's XGBoost estimator): the script runs, not the
+    # algorithm, even though num_round is missing
+    submit = source_dir(s3, "xgb-script/code/sourcedir.tar.gz", {"train.py": "print('script ran')\n"})
+    request = training_request(submit, {}, {}, f"s3://{BUCKET}/xgb-script/output")
+    request["AlgorithmSpecification"]["TrainingImage"] = (
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:1.7-1"
+    )
+    result = runner.run_training("xgb-script-mode", request)
+    assert result.status == "Completed", result.failure_reason
+    assert "script ran" in result.log_path.read_text()
