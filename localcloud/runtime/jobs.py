@@ -10,6 +10,7 @@ import multiprocessing.forkserver
 import os
 import re
 import shutil
+import sys
 import tarfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -221,6 +222,9 @@ class JobRunner:
         env = _base_env()
         env.update({k: inst.rewrite(v) for k, v in (request.get("Environment") or {}).items()})
         env["PROCESSING_JOB_NAME"] = job_name
+        if os.path.basename(command[0]) in _SHELLS and len(command) > 1:
+            _container_view_of_shell_script(Path(command[1]), inst)
+            env["PATH"] = f"{_container_commands(inst)}{os.pathsep}{env.get('PATH', os.defpath)}"
         return ChildSpec(
             command=command,
             env=env,
@@ -465,6 +469,31 @@ def _base_env() -> dict[str, str]:
     env.setdefault("MPLBACKEND", "Agg")
     env["PYTHONUNBUFFERED"] = "1"
     return env
+
+
+_SHELLS = {"bash", "sh"}
+_SHELL_CONTAINER_PATH = re.compile(r"/opt/ml(?=/|\s|$|[\'\"])")
+
+
+def _container_view_of_shell_script(script: Path, inst: _Instance) -> None:
+    """A shell entrypoint that the job downloaded into its own tree (the SDK's runproc.sh) sees /opt/ml as
+    the job's tree, as an entry script's string literals do (`worker.container_view`)."""
+    if not script.is_file() or not script.resolve().is_relative_to(inst.root.resolve()):
+        return
+    text = script.read_text(errors="replace")
+    script.write_text(_SHELL_CONTAINER_PATH.sub(lambda _: str(inst.root), text))
+
+
+def _container_commands(inst: _Instance) -> Path:
+    """The `python`, `python3` and `pip` a shell entrypoint finds first on its PATH (`container_python`)."""
+    folder = inst.root.parent.parent / ".container-bin"
+    folder.mkdir(parents=True, exist_ok=True)
+    run = f'exec "{sys.executable}" -m localcloud.runtime.container_python "{inst.root}"'
+    for name, tail in (("python", '"$@"'), ("python3", '"$@"'), ("pip", '-m pip "$@"')):
+        shim = folder / name
+        shim.write_text(f"#!/bin/sh\n{run} {tail}\n")
+        shim.chmod(0o755)
+    return folder
 
 
 def _make_container_tree(inst: _Instance, hosts: list[str]) -> None:

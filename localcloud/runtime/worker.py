@@ -135,7 +135,7 @@ def run_child(spec: ChildSpec) -> None:
     script = spec.command[1]
     sys.argv = [script, *spec.command[2:]]
     sys.path[:0] = [os.path.dirname(os.path.abspath(script)), *spec.python_path]
-    code = _run_script(script, spec.container_root)
+    code = run_script(script, spec.container_root)
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip interpreter teardown (atexit hooks inherited from the fork server, TF thread joins): the
@@ -143,7 +143,8 @@ def run_child(spec: ChildSpec) -> None:
     os._exit(code)
 
 
-def _run_script(script: str, container_root: str | None) -> int:
+def run_script(script: str, container_root: str | None) -> int:
+    """Run ``script`` as `__main__` with the job's view of /opt/ml; returns its exit status."""
     try:
         with open(script, "rb") as handle:
             source = _read_source(handle)

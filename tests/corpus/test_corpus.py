@@ -92,3 +92,34 @@ def test_the_template_pipeline_ends_in_its_fail_step_when_the_gate_is_missed(
     assert report["steps"]["CheckMseEvaluation"] == "Succeeded"
     assert report["steps"]["MseTooHigh"] == "Failed"
     assert "RegisterModel-RegisterModel" not in report["steps"]
+
+
+def test_sklearn_script_mode_tuning_caching_and_parallelism(
+    run_program: Callable[..., dict[str, Any]], local_cloud: LocalCloud
+) -> None:
+    report = run_program("sklearn_tuning_cached")
+    first, second = report["executions"]
+    steps = {"Prepare", "Describe", "Tune", "RegisterBest-RegisterModel"}
+    for execution in (first, second):
+        assert execution["status"] == "Succeeded", execution
+        assert set(execution["steps"]) == steps and set(execution["steps"].values()) == {"Succeeded"}
+    # the second execution took both processing steps from the first one's (CacheConfig)
+    assert first["cache_hits"] == {}
+    assert second["cache_hits"] == {"Prepare": first["arn"], "Describe": first["arn"]}
+    # MaxParallelExecutionSteps=1: the two independent processing steps never overlapped
+    (a_start, a_end), (b_start, b_end) = first["times"]["Prepare"], first["times"]["Describe"]
+    assert a_end <= b_start or b_end <= a_start
+    # the tuner ran its 4 trials, and the package registered is the best trial's model
+    sagemaker = local_cloud.session.client("sagemaker")
+    tuning = sagemaker.describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName=first["tuning_job"].rsplit("/", 1)[-1]
+    )
+    assert tuning["TrainingJobStatusCounters"]["Completed"] == 4
+    best = tuning["BestTrainingJob"]["TrainingJobName"]
+    packages = sagemaker.list_model_packages(ModelPackageGroupName=report["group"], SortOrder="Ascending")[
+        "ModelPackageSummaryList"
+    ]
+    assert len(packages) == 2  # one per execution, into the group the program created
+    package = sagemaker.describe_model_package(ModelPackageName=packages[0]["ModelPackageArn"])
+    (container,) = package["InferenceSpecification"]["Containers"]
+    assert container["ModelDataUrl"].endswith(f"/sklearn-corpus/models/{best}/output/model.tar.gz")

@@ -695,3 +695,69 @@ def test_a_script_in_the_xgboost_image_runs_in_script_mode(s3: Any, runner: JobR
     result = runner.run_training("xgb-script-mode", request)
     assert result.status == "Completed", result.failure_reason
     assert "script ran" in result.log_path.read_text()
+
+
+RUNPROC = """#!/bin/bash
+cd /opt/ml/processing/input/code/
+set -e
+if [[ -f 'requirements.txt' ]]; then
+    pip uninstall --yes typing
+    python -m pip install -r requirements.txt
+fi
+python job.py "$@"
+"""
+JOB = """
+import pathlib, sys
+out = pathlib.Path("/opt/ml/processing/output/result")
+out.mkdir(parents=True, exist_ok=True)
+(out / "argv.txt").write_text(" ".join(sys.argv[1:]))
+"""
+
+
+def shell_entrypoint_request(s3: Any, prefix: str, files: dict[str, str]) -> dict[str, Any]:
+    """A FrameworkProcessor-shaped job: runproc.sh as a bash entrypoint, the code in its own input."""
+    for name, body in files.items():
+        put(s3, f"{prefix}/code/{name}", body)
+    put(s3, f"{prefix}/entrypoint/runproc.sh", RUNPROC)
+    request = processing_request(
+        f"s3://{BUCKET}/{prefix}/code", outputs={"result": f"s3://{BUCKET}/{prefix}/out"}
+    )
+    request["ProcessingInputs"].append(
+        {
+            "InputName": "entrypoint",
+            "S3Input": {
+                "S3Uri": f"s3://{BUCKET}/{prefix}/entrypoint",
+                "LocalPath": "/opt/ml/processing/input/entrypoint",
+                "S3DataType": "S3Prefix",
+                "S3InputMode": "File",
+            },
+        }
+    )
+    request["AppSpecification"]["ContainerEntrypoint"] = [
+        "/bin/bash",
+        "/opt/ml/processing/input/entrypoint/runproc.sh",
+    ]
+    request["AppSpecification"]["ContainerArguments"] = ["--rows", "7"]
+    return request
+
+
+def test_a_shell_entrypoint_runs_python_in_the_jobs_own_tree(s3: Any, runner: JobRunner):
+    # GIVEN the SDK's FrameworkProcessor entrypoint: bash cds to /opt/ml/…/code and runs `python job.py`,
+    # whose /opt/ml paths are the container's; and a requirements.txt this environment satisfies
+    request = shell_entrypoint_request(s3, "runproc-ok", {"job.py": JOB, "requirements.txt": "numpy>=1\n"})
+    # WHEN it runs
+    result = runner.run_processing("runproc-ok", request)
+    # THEN the script ran in the job's tree (its output was uploaded), with the job's arguments
+    assert result.status == "Completed", result.failure_reason
+    assert get(s3, "runproc-ok/out/argv.txt") == b"--rows 7"
+    assert "every requirement of requirements.txt is already satisfied" in result.log_path.read_text()
+    assert not Path("/opt/ml/processing/output/result").exists()
+
+
+def test_a_requirement_the_environment_lacks_fails_the_job_and_installs_nothing(s3: Any, runner: JobRunner):
+    files = {"job.py": JOB, "requirements.txt": "numpy>=1\nno-such-package-for-the-corpus==1.0\n"}
+    result = runner.run_processing("runproc-missing", shell_entrypoint_request(s3, "runproc-missing", files))
+    assert result.status == "Failed"
+    log = result.log_path.read_text()
+    assert "Missing: no-such-package-for-the-corpus==1.0 (not installed)" in log
+    assert keys_under(s3, "runproc-missing/out") == []
