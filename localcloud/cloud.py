@@ -11,6 +11,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from localcloud.provision import plan_names, provision
 from localcloud.router import EventRouter, Invocation
 from localcloud.runtime import JobRunner
 from localcloud.runtime.s3io import S3Location
+from localcloud.runtime.user_functions import UnsupportedFunction, UserFunctions
 from localcloud.template import StackTemplate
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class LocalCloud:
         self.aws = EmbeddedAws(work_dir=self.workdir / "aws", port=port)
         self.template: StackTemplate | None = None
         self.router: EventRouter | None = None
+        self.user_functions: UserFunctions | None = None
         self.runner: JobRunner | None = None
         self.engine: Any = None
         self.hosting: Any = None
@@ -109,6 +112,13 @@ class LocalCloud:
             client_env=self.aws.client_env(),
             log_dir=self.workdir / "logs" / "lambda",  # each function's log stream
         )
+        self.user_functions = UserFunctions(
+            self.aws.backend("lambda"),
+            self.workdir / "lambda",
+            self.aws.client_env(),
+            self.aws.region,
+            self.aws.account_id,
+        )
         self.aws.register_override("lambda", "Invoke", self._invoke_function)
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
         self.aws.add_internal_route("route", self._route_for_cli)
@@ -145,6 +155,8 @@ class LocalCloud:
         assert self.router is not None
         name = str(params.get("FunctionName", ""))
         spec = self.router.function(name)
+        if spec is None and self.user_functions is not None and self.user_functions.exists(name):
+            return self._invoke_user_function(name, params)
         if spec is None:
             raise AwsError(
                 "ResourceNotFoundException",
@@ -171,11 +183,41 @@ class LocalCloud:
             return RawResponse(200, body, headers)
         return RawResponse(200, json.dumps(invocation.result).encode(), {"X-Amz-Executed-Version": "$LATEST"})
 
+    def _invoke_user_function(self, name: str, params: dict[str, Any]) -> RawResponse:
+        """Invoke for a function created through the Lambda API (the SDK's LambdaStep creates one)."""
+        assert self.user_functions is not None
+        try:
+            event = json.loads(params.get("Payload") or b"{}")
+        except ValueError as error:
+            message = "Could not parse request body into json"
+            raise AwsError("InvalidRequestContentException", message) from error
+        kind = params.get("InvocationType", "RequestResponse")
+        if kind == "DryRun":
+            return RawResponse(204, b"")
+        if kind not in ("Event", "RequestResponse"):
+            raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
+        if kind == "Event":
+            threading.Thread(
+                target=self.user_functions.invoke, args=(name, event), name=f"lambda-{name}", daemon=True
+            ).start()
+            return RawResponse(202, b"")
+        try:
+            outcome = self.user_functions.invoke(name, event)
+        except UnsupportedFunction as error:
+            raise AwsError("InvalidRuntimeException", str(error)) from error
+        headers = {"X-Amz-Executed-Version": "$LATEST"}
+        if outcome.error is not None:
+            body = json.dumps(outcome.error).encode()
+            return RawResponse(200, body, headers | {"X-Amz-Function-Error": "Unhandled"})
+        return RawResponse(200, json.dumps(outcome.result).encode(), headers)
+
     def stop(self) -> None:
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.router is not None:
             self.router.close()
+        if self.user_functions is not None:
+            self.user_functions.close()
         for part in (self.hosting, self.engine):
             close = getattr(part, "close", None)
             if close is not None:

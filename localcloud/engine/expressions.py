@@ -51,7 +51,9 @@ def _select_named(items: list[Any], key: str) -> Any:
         if isinstance(item, dict) and any(
             member.endswith("Name") and value == key for member, value in item.items()
         ):
-            return item
+            # a Lambda or callback step's OutputParameters ([{Name, Value}]) name their values: the SDK's
+            # `step.properties.Outputs["x"]` is `OutputParameters['x']`, and it stands for the value
+            return item["Value"] if set(item) == {"Name", "Value"} else item
     raise KeyError(key)
 
 

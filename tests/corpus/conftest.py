@@ -53,7 +53,7 @@ def run_program(local_cloud: LocalCloud, tmp_path: Path) -> Callable[..., dict[s
             timeout=timeout,
             check=False,
         )
-        assert result.returncode == 0, result.stderr[-4000:]
+        assert result.returncode == 0, result.stderr[-6000:] + result.stdout[-2000:]
         return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
     return run

@@ -123,3 +123,21 @@ def test_sklearn_script_mode_tuning_caching_and_parallelism(
     package = sagemaker.describe_model_package(ModelPackageName=packages[0]["ModelPackageArn"])
     (container,) = package["InferenceSpecification"]["Containers"]
     assert container["ModelDataUrl"].endswith(f"/sklearn-corpus/models/{best}/output/model.tar.gz")
+
+
+def test_xgboost_script_mode_and_a_lambda_step_whose_function_the_sdk_creates(
+    run_program: Callable[..., dict[str, Any]],
+) -> None:
+    report = run_program("xgboost_script_lambda")
+    assert report["status"] == "Succeeded", report
+    assert report["steps"] == {
+        "Prepare": "Succeeded",
+        "Train": "Succeeded",
+        "CheckModel": "Succeeded",
+        "KeepTheModel": "Succeeded",
+        "CreateModel-CreateModel": "Succeeded",
+    }
+    # the function ran in its own environment, read the artifact from the embedded S3, and answered
+    outputs = {o["Name"]: o["Value"] for o in report["lambda"]["OutputParameters"]}
+    assert outputs["decision"] == "keep"
+    assert int(outputs["size"]) > 100

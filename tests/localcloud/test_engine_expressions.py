@@ -35,10 +35,11 @@ PREPROCESS = {
     },
 }
 TUNE = {"TrainingJobSummaries": [{"TrainingJobName": "best-job"}, {"TrainingJobName": "worse-job"}]}
+CHECK = {"OutputParameters": [{"Name": "decision", "Value": "keep"}, {"Name": "size", "Value": "12050"}]}
 
 
 def context(**parameters: Any) -> ResolutionContext:
-    steps = {"PreprocessData": PREPROCESS, "TuneModel": TUNE}
+    steps = {"PreprocessData": PREPROCESS, "TuneModel": TUNE, "CheckModel": CHECK}
     files = {("EvaluateModel", "EvaluationReport"): {"regression_metrics": {"rmse": {"value": 3.25}}}}
 
     def step_properties(name: str) -> dict[str, Any]:
@@ -91,6 +92,17 @@ def test_named_and_indexed_property_paths() -> None:
         1,
         "TrainingJobName",
     ]
+
+
+def test_a_lambda_steps_named_output_is_its_value() -> None:
+    # GIVEN a LambdaStep's outputs, as ListPipelineExecutionSteps shows them ([{Name, Value}])
+    # WHEN the SDK's `step.properties.Outputs["decision"]` (OutputParameters['decision']) is read
+    # THEN it is the value a condition compares, while other named lists still yield their member
+    ctx = context()
+    assert resolve({"Get": "Steps.CheckModel.OutputParameters['decision']"}, ctx) == "keep"
+    assert resolve({"Get": "Steps.CheckModel.OutputParameters['size']"}, ctx) == "12050"
+    named = {"Get": "Steps.PreprocessData.ProcessingOutputConfig.Outputs['train']"}
+    assert resolve(named, ctx)["OutputName"] == "train"
 
 
 def test_missing_property_names_the_step_and_path() -> None:
