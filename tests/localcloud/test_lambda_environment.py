@@ -8,15 +8,23 @@ content" (a Python layer's content is on the path as /opt/python), and the Pytho
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import textwrap
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
+from moto.backends import get_backend
 
 from localcloud.provision import plan_names
 from localcloud.router import EventRouter
+from localcloud.runtime.user_functions import UnsupportedFunction, UserFunctions
 from localcloud.template import StackTemplate
 
 TEMPLATE = textwrap.dedent(
@@ -226,3 +234,91 @@ def test_a_result_that_is_not_json_is_lambdas_marshal_error(router: EventRouter)
     assert invocation.error is not None
     assert invocation.error.startswith("Runtime.MarshalError: Unable to marshal response: ")
     assert "not JSON serializable" in invocation.error
+
+
+def zipped(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, body in files.items():
+            archive.writestr(name, body)
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def lambda_api(tmp_path: Path) -> Iterator[tuple[Any, UserFunctions]]:
+    """The Lambda API (moto) and the functions it holds, run here as the local cloud runs them."""
+    with mock_aws():
+        iam = boto3.client("iam", region_name="us-east-1")
+        role = iam.create_role(RoleName="fn", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        client = boto3.client("lambda", region_name="us-east-1")
+        client.role_for_tests = role  # type: ignore[attr-defined]
+        backend = get_backend("lambda")["123456789012"]["us-east-1"]
+        functions = UserFunctions(
+            backend,
+            tmp_path / "lambda",
+            {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"},
+            "us-east-1",
+            "123456789012",
+        )
+        yield client, functions
+        functions.close()
+
+
+USER_HANDLER = (
+    "import os\n\n"
+    "def handler(event, context):\n"
+    "    return {'pid': os.getpid(), 'version': VERSION, 'env': os.environ.get('STAGE')}\n"
+)
+
+
+def test_a_function_created_through_the_api_runs_its_current_code(
+    lambda_api: tuple[Any, UserFunctions],
+) -> None:
+    client, functions = lambda_api
+    client.create_function(
+        FunctionName="checker",
+        Runtime="python3.12",
+        Role=client.role_for_tests,
+        Handler="app.handler",
+        Code={"ZipFile": zipped({"app.py": "VERSION = 1\n" + USER_HANDLER})},
+        Environment={"Variables": {"STAGE": "test"}},
+    )
+    first = functions.invoke("checker", {})
+    assert first.error is None and first.result is not None
+    assert (first.result["version"], first.result["env"]) == (1, "test")
+    assert functions.invoke("checker", {}).result["pid"] == first.result["pid"]  # warm
+    # new code: a new execution environment runs it
+    client.update_function_code(
+        FunctionName="checker", ZipFile=zipped({"app.py": "VERSION = 2\n" + USER_HANDLER})
+    )
+    second = functions.invoke("arn:aws:lambda:us-east-1:123456789012:function:checker", {})
+    assert second.result is not None
+    assert second.result["version"] == 2 and second.result["pid"] != first.result["pid"]
+
+
+@pytest.mark.parametrize(
+    ("runtime", "files", "refusal"),
+    [
+        (
+            "nodejs20.x",
+            {"index.js": "exports.handler = async () => 1;"},
+            "runtime nodejs20.x does not run here",
+        ),
+        ("python3.12", {"../escape.py": "x = 1"}, "unsafe path: ../escape.py"),
+    ],
+)
+def test_functions_that_cannot_run_here_are_refused(
+    lambda_api: tuple[Any, UserFunctions], runtime: str, files: dict[str, str], refusal: str, tmp_path: Path
+) -> None:
+    client, functions = lambda_api
+    client.create_function(
+        FunctionName="refused",
+        Runtime=runtime,
+        Role=client.role_for_tests,
+        Handler="app.handler",
+        Code={"ZipFile": zipped(files)},
+    )
+    with pytest.raises(UnsupportedFunction, match=refusal):
+        functions.invoke("refused", {})
+    assert not (tmp_path / "escape.py").exists() and not (tmp_path / "lambda" / "escape.py").exists()
+    assert not functions.exists("no-such-function")
