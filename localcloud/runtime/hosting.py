@@ -283,7 +283,7 @@ class EndpointHosting:
         config = self._client("sagemaker").describe_endpoint_config(EndpointConfigName=config_name)
         variants = []
         for variant in config["ProductionVariants"]:
-            model = self.host.load(self.model_data_url(variant["ModelName"]))
+            model = self.host.load(*self.model_container(variant["ModelName"]))
             variants.append(
                 Variant(variant["VariantName"], float(variant.get("InitialVariantWeight", 1.0)), model)
             )
@@ -293,6 +293,10 @@ class EndpointHosting:
 
     def model_data_url(self, model_name: str) -> str:
         """A Model's model data: its container's ModelDataUrl, or its model package's."""
+        return self.model_container(model_name)[0]
+
+    def model_container(self, model_name: str) -> tuple[str, str, dict[str, str]]:
+        """A Model's (model data URL, image, environment): its container's, or its model package's."""
         sagemaker = self._client("sagemaker")
         model = sagemaker.describe_model(ModelName=model_name)
         containers = [c for c in [*model.get("Containers", []), model.get("PrimaryContainer") or {}] if c]
@@ -301,12 +305,15 @@ class EndpointHosting:
         container = containers[0]
         if container.get("ModelPackageName"):
             package = sagemaker.describe_model_package(ModelPackageName=container["ModelPackageName"])
-            url = package["InferenceSpecification"]["Containers"][0].get("ModelDataUrl")
+            packaged = package["InferenceSpecification"]["Containers"][0]
+            url, image = packaged.get("ModelDataUrl"), packaged.get("Image", "")
+            environment = {**packaged.get("Environment", {}), **container.get("Environment", {})}
         else:
-            url = container.get("ModelDataUrl")
+            url, image = container.get("ModelDataUrl"), container.get("Image", "")
+            environment = dict(container.get("Environment", {}))
         if not url:
             raise ValueError(f"model {model_name} has no ModelDataUrl")
-        return str(url)
+        return str(url), str(image), environment
 
     # -- batch transform -------------------------------------------------------------------------------
 
@@ -325,7 +332,7 @@ class EndpointHosting:
 
     def run_transform(self, request: dict[str, Any]) -> list[str]:
         """Run a CreateTransformJob request; returns the S3 URIs written. Raises on the first failure."""
-        model = self.host.load(self.model_data_url(request["ModelName"]))
+        model = self.host.load(*self.model_container(request["ModelName"]))
         transform_input = request["TransformInput"]
         source = S3Location.parse(transform_input["DataSource"]["S3DataSource"]["S3Uri"])
         output = request["TransformOutput"]
@@ -345,7 +352,7 @@ class EndpointHosting:
             body = s3.get_object(Bucket=source.bucket, Key=key)["Body"].read()
             answers = []
             for batch in _batches(body, split_lines, single, max_bytes):
-                status, answer, _ = model.invoke(batch, content_type, accept)
+                status, answer, _ = model.invoke(batch, content_type, accept, batch=True)
                 if status != 200:
                     message = answer.decode("utf-8", "replace")
                     raise ValueError(

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from localcloud.runtime.model_servers import ScriptModeModel, ServingError, XGBoostAlgorithmModel, server_kind
 from localcloud.runtime.quiet_start import import_quietly
 from localcloud.runtime.s3io import S3Location, extract_archive
 
@@ -93,8 +94,11 @@ class LoadedModel:
 
     # -- the container's /invocations ------------------------------------------------------------------
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
-        """One POST /invocations: returns (HTTP status, body, content type) as the container answers."""
+    def invoke(
+        self, body: bytes, content_type: str, accept: str, batch: bool = False
+    ) -> tuple[int, bytes, str]:
+        """One POST /invocations: returns (HTTP status, body, content type) as the container answers (TFS
+        answers a batch transform's requests as any other)."""
         content_type = content_type or JSON
         accept = accept or JSON
         context = Context(
@@ -197,27 +201,31 @@ class ModelHost:
     def __init__(self, s3_client: Any, workdir: Path) -> None:
         self.s3 = s3_client
         self.workdir = Path(workdir) / "models"
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
 
-    def load(self, model_data_url: str) -> LoadedModel:
-        """Download, extract and load a model (once per URL; later calls return the same model)."""
+    def load(self, model_data_url: str, image: str = "", environment: dict[str, str] | None = None) -> Any:
+        """Download, extract and load a model with the server its image runs (once per model data, image and
+        environment; later calls return the same model). Every model answers
+        `invoke(body, content_type, accept, batch=False) -> (status, body, content type)`."""
+        environment = dict(environment or {})
+        key = json.dumps([model_data_url, image, sorted(environment.items())])
         with self._lock:
-            if model_data_url in self._models:
-                return self._models[model_data_url]
-            url_lock = self._loading.setdefault(model_data_url, threading.Lock())
+            if key in self._models:
+                return self._models[key]
+            url_lock = self._loading.setdefault(key, threading.Lock())
         with url_lock:
             with self._lock:
-                if model_data_url in self._models:
-                    return self._models[model_data_url]
-            model = self._load(model_data_url)
+                if key in self._models:
+                    return self._models[key]
+            model = self._load(model_data_url, image, environment, key)
             with self._lock:
-                self._models[model_data_url] = model
+                self._models[key] = model
             return model
 
-    def _load(self, model_data_url: str) -> LoadedModel:
-        digest = hashlib.sha256(model_data_url.encode()).hexdigest()[:16]
+    def _load(self, model_data_url: str, image: str, environment: dict[str, str], key: str) -> Any:
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         target = self.workdir / digest
         archive = self.workdir / f"{digest}.tar.gz"
         target.mkdir(parents=True, exist_ok=True)
@@ -229,8 +237,20 @@ class ModelHost:
             raise ModelLoadError(f"could not extract {model_data_url}: {error}") from error
         except Exception as error:  # botocore ClientError: the object is missing or unreadable
             raise ModelLoadError(f"could not download {model_data_url}: {error}") from error
+        kind = server_kind(image, environment)
+        try:
+            if kind == "xgboost":
+                return XGBoostAlgorithmModel(target, image)
+            if kind == "script":
+                return ScriptModeModel(target, environment, self.s3, self.workdir / f"{digest}-code")
+        except ServingError as error:
+            raise ModelLoadError(str(error)) from error
         import_quietly("tensorflow", self.workdir.parent / "tensorflow-start.log")
-        return LoadedModel(model_data_url, target, find_saved_model(target))
+        return LoadedModel(
+            model_data_url,
+            target,
+            find_saved_model(target, environment.get("SAGEMAKER_TFS_DEFAULT_MODEL_NAME")),
+        )
 
 
 def find_saved_model(model_dir: Path, default_model_name: str | None = None) -> Path:

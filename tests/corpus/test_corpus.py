@@ -141,3 +141,27 @@ def test_xgboost_script_mode_and_a_lambda_step_whose_function_the_sdk_creates(
     outputs = {o["Name"]: o["Value"] for o in report["lambda"]["OutputParameters"]}
     assert outputs["decision"] == "keep"
     assert int(outputs["size"]) > 100
+
+
+def test_batch_transforms_of_xgboost_and_scikit_learn_models(
+    run_program: Callable[..., dict[str, Any]], local_cloud: LocalCloud
+) -> None:
+    report = run_program("batch_transforms")
+    assert report["status"] == "Succeeded", report
+    assert set(report["steps"].values()) == {"Succeeded"}
+    s3 = local_cloud.session.client("s3")
+
+    def output(uri: str) -> str:
+        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+        (key,) = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"]]
+        assert key.endswith("features.csv.out")
+        return s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+    # XGBoost (the algorithm's server, in a batch transform): one prediction per line, one line per row
+    xgboost_lines = output(report["outputs"]["xgboost"]).splitlines()
+    assert len(xgboost_lines) == 30
+    assert all(0 < float(line) < 80 for line in xgboost_lines)
+    # scikit-learn (the inference toolkit's default output_fn, JSON), one record per request, a line each
+    sklearn_lines = output(report["outputs"]["sklearn"]).splitlines()
+    assert len(sklearn_lines) == 30
+    assert all(len(json.loads(line)) == 1 and 0 < json.loads(line)[0] < 80 for line in sklearn_lines)

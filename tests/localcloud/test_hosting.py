@@ -23,6 +23,7 @@ from moto import mock_aws
 
 from localcloud.aws import EmbeddedAws
 from localcloud.runtime.hosting import EndpointHosting, attach_hosting, traffic_schedule
+from localcloud.runtime.model_servers import ScriptModeModel, ServingError, XGBoostAlgorithmModel, server_kind
 from localcloud.runtime.serving import ModelHost, ModelLoadError, find_saved_model
 
 BUCKET = "models"
@@ -655,3 +656,86 @@ def test_traffic_schedules_follow_the_routing_configuration():
     assert traffic_schedule(linear, 2) == [(0.25, 60), (0.5, 60), (0.75, 60), (1.0, 5)]
     assert traffic_schedule(canary, 4) == [(0.25, 30), (1.0, 0)]
     assert traffic_schedule({}, 1) == [(1.0, 0)]
+
+
+def xgboost_model_dir(tmp_path: Path, pickled: bool) -> Path:
+    import pickle
+
+    import xgboost
+
+    rows = np.random.default_rng(0).uniform(0, 1, size=(60, 2))
+    booster = xgboost.train(
+        {"max_depth": 2}, xgboost.DMatrix(rows, label=2 * rows[:, 0] + rows[:, 1]), num_boost_round=20
+    )
+    folder = tmp_path / ("pickled" if pickled else "native")
+    folder.mkdir()
+    if pickled:
+        (folder / "xgboost-model").write_bytes(pickle.dumps(booster))
+    else:
+        booster.save_model(str(folder / "xgboost-model"))
+    return folder
+
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:{}"
+
+
+def test_the_xgboost_algorithms_server_answers_as_its_container(tmp_path: Path) -> None:
+    # (aws/sagemaker-xgboost-container, algorithm_mode/serve.py: CSV in; CSV out, or JSON scores)
+    body = b"0.5,0.5\n1.0,0.0\n"
+    old = XGBoostAlgorithmModel(xgboost_model_dir(tmp_path, pickled=True), IMAGE.format("1.0-1"))
+    new = XGBoostAlgorithmModel(xgboost_model_dir(tmp_path, pickled=False), IMAGE.format("1.7-1"))
+    status, answer, kind = old.invoke(body, "text/csv", "text/csv")
+    assert (status, kind) == (200, "text/csv") and answer.count(b",") == 1 and b"\n" not in answer
+    status, answer, _ = new.invoke(body, "text/csv", "text/csv")
+    assert status == 200 and len(answer.decode().splitlines()) == 2 and answer.endswith(b"\n")
+    status, answer, _ = old.invoke(body, "text/csv", "text/csv", batch=True)  # SAGEMAKER_BATCH: a line each
+    assert answer.decode().splitlines() == [str(float(v)) for v in answer.decode().split()]
+    status, answer, kind = new.invoke(body, "text/csv", "application/json")
+    assert (
+        kind == "application/json" and [set(p) for p in json.loads(answer)["predictions"]] == [{"score"}] * 2
+    )
+    status, answer, _ = new.invoke(b"1 0:0.5 1:0.5\n", "text/libsvm", "text/csv")  # XGBoost's 0-based columns
+    assert status == 200 and len(answer.decode().splitlines()) == 1
+    status, answer, _ = new.invoke(b"{}", "application/x-npy", "text/csv")
+    assert status == 415
+
+
+def test_script_mode_needs_the_scripts_model_fn(tmp_path: Path) -> None:
+    (tmp_path / "model" / "code").mkdir(parents=True)
+    (tmp_path / "model" / "code" / "inference.py").write_text(
+        "def predict_fn(data, model):\n    return data\n"
+    )
+    with pytest.raises(ServingError, match=r"Please provide a model_fn implementation\."):
+        ScriptModeModel(tmp_path / "model", {"SAGEMAKER_PROGRAM": "inference.py"}, None, tmp_path / "work")
+
+
+def test_script_mode_uses_the_toolkits_default_handlers_around_model_fn(tmp_path: Path) -> None:
+    (tmp_path / "model" / "code").mkdir(parents=True)
+    (tmp_path / "model" / "code" / "inference.py").write_text(
+        "class Double:\n    def predict(self, x):\n        return x.sum(axis=1) * 2\n\n"
+        "def model_fn(model_dir):\n    return Double()\n"
+    )
+    model = ScriptModeModel(
+        tmp_path / "model", {"SAGEMAKER_PROGRAM": "inference.py"}, None, tmp_path / "work"
+    )
+    assert model.invoke(b"1,2\n3,4\n", "text/csv", "application/json")[1] == b"[6.0, 14.0]"
+    assert model.invoke(b"[[1, 2]]", "application/json", "text/csv")[1] == b"6\n"
+    assert model.invoke(b"1,2", "text/plain", "application/json")[0] == 415
+
+
+@pytest.mark.parametrize(
+    ("image", "environment", "kind"),
+    [
+        (IMAGE.format("1.7-1"), {}, "xgboost"),
+        (IMAGE.format("1.7-1"), {"SAGEMAKER_PROGRAM": "serve.py"}, "script"),
+        ("683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3", {}, "script"),
+        ("763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu", {}, "tensorflow"),
+        (
+            "763104351884.dkr.ecr.us-east-1.amazonaws.com/tensorflow-inference:2.13-cpu",
+            {"SAGEMAKER_PROGRAM": "inference.py"},
+            "tensorflow",
+        ),
+    ],
+)
+def test_the_image_picks_the_server(image: str, environment: dict[str, str], kind: str) -> None:
+    assert server_kind(image, environment) == kind
