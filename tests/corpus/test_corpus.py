@@ -165,3 +165,25 @@ def test_batch_transforms_of_xgboost_and_scikit_learn_models(
     sklearn_lines = output(report["outputs"]["sklearn"]).splitlines()
     assert len(sklearn_lines) == 30
     assert all(len(json.loads(line)) == 1 and 0 < json.loads(line)[0] < 80 for line in sklearn_lines)
+
+
+def test_parameters_execution_variables_and_a_branch_on_a_boolean(
+    run_program: Callable[..., dict[str, Any]], local_cloud: LocalCloud
+) -> None:
+    report = run_program("parameters_and_branches")
+    published, held = report["executions"]
+    assert published["status"] == "Succeeded", published
+    assert published["steps"] == {
+        "Summarize": "Succeeded", "Audit": "Succeeded", "ShouldPublish": "Succeeded", "Publish": "Succeeded"
+    }  # fmt: skip
+    assert published["order"] == ["Summarize", "Audit", "ShouldPublish", "Publish"]  # DependsOn held
+    assert held["status"] == "Failed"
+    assert held["failure"] == "not published: 3"
+    assert "Publish" not in held["steps"] and held["steps"]["NotPublished"] == "Failed"
+    assert (report["listed"], report["pipeline"]) == (2, "params-corpus")
+    # each output went where the Join of the execution's id put it, written with the execution's arguments
+    s3 = local_cloud.session.client("s3")
+    for execution, count in ((published, 7), (held, 3)):
+        key = f"params-corpus/{execution['id']}/Summarize/run.json"
+        run = json.loads(s3.get_object(Bucket=report["bucket"], Key=key)["Body"].read())
+        assert run == {"execution_id": execution["id"], "rows": count}
