@@ -6,6 +6,8 @@
   a fresh interpreter each, as a user running `python train.py ...` would); and, stricter, ÷ the summed
   in-job run time (job start → end inside the engine, where TensorFlow is already imported);
 - tuning throughput: trials per minute of the TuneModel step at its max parallel jobs;
+- the corpus of SDK pipelines (tests/corpus): their executions' wall time ÷ the summed direct run time of
+  their jobs' scripts, per program and overall (`benchmarks/corpus.py`);
 - handler cold start: import + init of each handler in a fresh interpreter ÷ `import boto3` alone;
   measured with tracing off (local, `sam local`, TracingMode=PassThrough) and as on Lambda with
   TracingMode=Active (LAMBDA_TASK_ROOT set, so Powertools' Tracer loads the X-Ray SDK).
@@ -171,10 +173,18 @@ def main() -> int:
         results["pipeline"] = pipeline_figures(
             cloud, summary["pipeline_execution_arn"], summary["seconds"]["pipeline run"], env
         )
+    from moto.core.base_backend import BackendDict
+
+    from benchmarks.corpus import corpus_figures
+
+    BackendDict.reset()  # a second stack in this process: moto's backends are process-wide
+    with LocalCloud(workdir=ROOT / ".localcloud" / "bench-corpus") as cloud:
+        results["corpus"] = corpus_figures(cloud, env, direct_run_seconds)
     results["handler_cold_start"] = cold_starts(env)
     results["goals"] = {
         "push_to_prediction_under_60s": results["push_to_prediction_s"] < 60,
         "overhead_ratio_under_1_5": (results["pipeline"]["overhead_ratio"] or 99) < 1.5,
+        "corpus_overhead_ratio_under_1_5": (results["corpus"]["overhead_ratio"] or 99) < 1.5,
         "cold_start_under_1_3x_boto3": {
             mode: all(v["ratio_to_boto3"] < 1.3 for v in results["handler_cold_start"][mode].values())
             for mode in ("tracing_off", "tracing_active")
