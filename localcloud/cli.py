@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
 import os
@@ -17,10 +18,13 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from localcloud.faults import FaultPlan
 
@@ -147,29 +151,91 @@ def cmd_run(args: argparse.Namespace) -> int:
     return cmd_watch(argparse.Namespace(execution=response["PipelineExecutionArn"])) if args.watch else 0
 
 
+@dataclass(frozen=True)
+class TuningProgress:
+    """A tuning step's progress, from DescribeHyperParameterTuningJob: trials ended of the maximum, the best
+    objective so far (the BestTrainingJob's), and the time since the step started."""
+
+    done: int
+    total: int
+    metric: str
+    best: float | None
+    elapsed_s: float
+
+    @classmethod
+    def of(cls, described: dict[str, Any], started: dt.datetime, now: dt.datetime) -> TuningProgress:
+        counters = described.get("TrainingJobStatusCounters", {})
+        done = sum(int(counters.get(k, 0)) for k in ("Completed", "NonRetryableError", "Stopped"))
+        config = described.get("HyperParameterTuningJobConfig", {})
+        total = int(config.get("ResourceLimits", {}).get("MaxNumberOfTrainingJobs", 0)) or done
+        objective = (described.get("BestTrainingJob") or {}).get(
+            "FinalHyperParameterTuningJobObjectiveMetric"
+        )
+        metric = config.get("HyperParameterTuningJobObjective", {}).get("MetricName", "objective")
+        best = float(objective["Value"]) if objective else None
+        return cls(done, total, metric, best, max(0.0, (now - started).total_seconds()))
+
+    def describe(self) -> str:
+        best = f"best {self.metric} {self.best:.4g}" if self.best is not None else "no objective yet"
+        return f"{self.done}/{self.total} trials, {best}"
+
+
+def watch(sagemaker: Any, execution_arn: str, console: Console, poll_s: float = 0.5) -> int:
+    """Print a line per step change; a running tuning step shows a progress bar (trials done of the
+    maximum, the best objective so far, elapsed time). Returns 0 when the execution succeeds."""
+    seen: dict[str, str] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TextColumn("{task.fields[elapsed]}"),
+        console=console,
+        transient=False,
+    ) as progress:
+        bars: dict[str, TaskID] = {}
+        while True:
+            steps = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=execution_arn)[
+                "PipelineExecutionSteps"
+            ]
+            for step in reversed(steps):
+                name = step["StepName"]
+                if seen.get(name) != step["StepStatus"]:
+                    seen[name] = step["StepStatus"]
+                    cached = " (cache hit)" if step.get("CacheHitResult") else ""
+                    reason = f" — {step['FailureReason']}" if step.get("FailureReason") else ""
+                    stamp = time.strftime("%H:%M:%S")
+                    progress.console.print(f"{stamp} {name:<28} {step['StepStatus']}{cached}{reason}")
+                tuning = step.get("Metadata", {}).get("TuningJob")
+                if tuning and (step["StepStatus"] == "Executing" or name in bars):
+                    described = sagemaker.describe_hyper_parameter_tuning_job(
+                        HyperParameterTuningJobName=tuning["Arn"].rsplit("/", 1)[-1]
+                    )
+                    now = dt.datetime.now(dt.UTC)
+                    state = TuningProgress.of(described, step["StartTime"], now)
+                    best = state.describe().split(", ", 1)[1]
+                    elapsed = str(dt.timedelta(seconds=int(state.elapsed_s)))  # since the step started
+                    if name not in bars:
+                        bars[name] = progress.add_task(
+                            f"  {name}", total=state.total, best=best, elapsed=elapsed
+                        )
+                    progress.update(
+                        bars[name], completed=state.done, total=state.total, best=best, elapsed=elapsed
+                    )
+            described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+            if described["PipelineExecutionStatus"] in ("Succeeded", "Failed", "Stopped"):
+                break
+            time.sleep(poll_s)
+    console.print(
+        f"execution {described['PipelineExecutionStatus']}"
+        + (f": {described['FailureReason']}" if described.get("FailureReason") else "")
+    )
+    return 0 if described["PipelineExecutionStatus"] == "Succeeded" else 1
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     _state()
-    sagemaker = _client("sagemaker")
-    seen: dict[str, str] = {}
-    while True:
-        steps = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=args.execution)[
-            "PipelineExecutionSteps"
-        ]
-        for step in reversed(steps):
-            if seen.get(step["StepName"]) != step["StepStatus"]:
-                seen[step["StepName"]] = step["StepStatus"]
-                cached = " (cache hit)" if step.get("CacheHitResult") else ""
-                reason = f" — {step['FailureReason']}" if step.get("FailureReason") else ""
-                stamp = time.strftime("%H:%M:%S")
-                print(f"{stamp} {step['StepName']:<28} {step['StepStatus']}{cached}{reason}", flush=True)
-        described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=args.execution)
-        if described["PipelineExecutionStatus"] in ("Succeeded", "Failed", "Stopped"):
-            print(
-                f"execution {described['PipelineExecutionStatus']}"
-                + (f": {described['FailureReason']}" if described.get("FailureReason") else "")
-            )
-            return 0 if described["PipelineExecutionStatus"] == "Succeeded" else 1
-        time.sleep(0.5)
+    return watch(_client("sagemaker"), args.execution, Console())
 
 
 def _set_approval(package: str, status: str, note: str) -> int:
