@@ -353,11 +353,82 @@ def cmd_lineage(args: argparse.Namespace) -> int:
         chain = commit_lineage(ledger, state["env"]["REPOSITORY_NAME"], args.commit)
     print(json.dumps(chain, indent=2, default=str))
     if args.png:
-        from localcloud.lineage_picture import draw
+        from localcloud.lineage_picture import draw, lineage_graph
 
-        draw(chain, Path(args.png))
+        inputs = lineage_inputs(ledger, _client("sagemaker"), chain, state["env"]["REPOSITORY_NAME"])
+        draw(lineage_graph(**inputs), Path(args.png))
         print(f"picture: {args.png}")
     return 0
+
+
+def lineage_inputs(ledger: Any, sagemaker: Any, chain: dict[str, Any], repository: str) -> dict[str, Any]:
+    """What `lineage_picture.lineage_graph` draws, for an endpoint's chain or a commit's: the ledger's
+    records (the commit's executions, packages with their approval, deployments and transform jobs) and
+    SageMaker's view of each execution (its steps and jobs, and the S3 data among its parameters)."""
+    from orchestrator.adapters.ledger import package_pk
+    from orchestrator.lineage import commit_lineage
+
+    serving = chain.get("serving")
+    commit_id = serving.get("commit_id") if "endpoint_name" in chain and serving else chain.get("commit_id")
+    if not commit_id:
+        sys.exit("nothing to draw: the ledger links no commit to this")
+    commits = commit_lineage(
+        ledger, serving.get("repository") or repository if serving else repository, commit_id
+    )
+    push = commits.get("push") or {}
+    packages = []
+    trials: dict[str, dict[str, Any]] = {}
+    for listed in commits["packages"]:
+        record = ledger.get(package_pk(listed["package_arn"]), "PACKAGE") or {}
+        package = {**listed, **{k: v for k, v in record.items() if v is not None}}
+        packages.append(package)
+        if package.get("execution_arn"):
+            trials[package["execution_arn"]] = package
+    executions = []
+    for listed in commits["executions"]:
+        arn = listed["execution_arn"]
+        try:
+            steps = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn)[
+                "PipelineExecutionSteps"
+            ]
+            parameters = sagemaker.list_pipeline_parameters_for_execution(PipelineExecutionArn=arn)[
+                "PipelineParameters"
+            ]
+        except Exception:  # an execution SageMaker no longer knows: the ledger's record is what remains
+            steps, parameters = [], []
+        package = trials.get(arn, {})
+        executions.append(
+            {
+                "execution_arn": arn,
+                "status": listed.get("status"),
+                "steps": list(reversed(steps)),  # in start order
+                "data": [
+                    p["Value"]
+                    for p in parameters
+                    if str(p.get("Value", "")).startswith("s3://")
+                    and ("Data" in p["Name"] or "Input" in p["Name"])
+                ],
+                "trial": {k: package.get(k) for k in ("training_job", "hyperparameters", "training_metrics")}
+                if package.get("training_job")
+                else None,
+                "evaluation": package.get("evaluation"),
+            }
+        )
+    deployments = [
+        {**d, "status": chain.get("status") if d.get("endpoint_name") == chain.get("endpoint_name") else None}
+        for d in commits["deployments"]
+    ]
+    return {
+        "commit": {
+            "repository": commits["repository"],
+            "branch": push.get("branch", ""),
+            "commit_id": commit_id,
+        },
+        "executions": executions,
+        "packages": packages,
+        "deployments": deployments,
+        "transforms": commits["transform_jobs"],
+    }
 
 
 def cmd_status(args: argparse.Namespace) -> int:
