@@ -140,7 +140,23 @@ def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) 
         if cloud.router is not None:
             cloud.aws.wait_for_events()
             cloud.router.wait_until_idle()
-        summary["lineage"] = endpoint_lineage(Ledger(cloud.env["LEDGER_TABLE_NAME"]), endpoint)
+        ledger = Ledger(cloud.env["LEDGER_TABLE_NAME"])
+        summary["lineage"] = endpoint_lineage(ledger, endpoint)
+        from localcloud.cli import lineage_inputs
+        from localcloud.lineage_picture import draw, lineage_graph
+
+        graph = lineage_graph(
+            **lineage_inputs(
+                ledger, cloud.client("sagemaker"), summary["lineage"], cloud.env["REPOSITORY_NAME"]
+            )
+        )
+        picture = draw(graph, cloud.workdir / "lineage.png")
+        summary["lineage_picture"] = {
+            "path": str(picture),
+            "kinds": sorted({kind for _, kind in graph.nodes(data="kind")}),
+            "nodes": graph.number_of_nodes(),
+        }
+        print(f"  lineage picture: {picture} ({graph.number_of_nodes()} nodes)", flush=True)
 
     summary["seconds"] = timer.seconds | {"total": timer.total()}
     return summary

@@ -49,4 +49,10 @@ def test_push_runs_the_pipeline_and_approval_deploys_a_serving_endpoint(tmp_path
     assert serving["package_arn"] == summary["model_package_arn"]
     assert serving["approval_status"] == "Approved"
     assert set(serving["hyperparameters"]) >= {"learning_rate", "epochs", "batch_size"}
+    # the lineage, drawn as a graph from the ledger and SageMaker's view of the run
+    picture = summary["lineage_picture"]
+    assert Path(picture["path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(picture["kinds"]) == {
+        "data", "commit", "execution", "step", "trial", "evaluation", "package", "endpoint config", "endpoint"
+    }  # fmt: skip
     assert set(summary["seconds"]) >= {"push training code", "pipeline run", "approve and deploy", "predict"}
