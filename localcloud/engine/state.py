@@ -119,3 +119,15 @@ class ExecutionRun:
             if not ascending:
                 ordered.reverse()
             return [step.summary() for step in ordered]
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One thing that happened in an execution, for live progress displays."""
+
+    execution_arn: str
+    status: str
+    step_name: str | None = None
+    step_type: str | None = None
+    message: str = ""
+    time: dt.datetime = field(default_factory=utcnow)

@@ -1026,3 +1026,15 @@ def test_a_group_named_by_arn_is_never_created(
     assert step["StepStatus"] == "Failed"
     groups = client("sagemaker").list_model_package_groups(NameContains=group)["ModelPackageGroupSummaryList"]
     assert groups == []
+
+
+def test_each_supported_step_type_has_one_executor_module() -> None:
+    # the engine's shape: one executor per step type, in localcloud/engine/steps/<type>.py, behind a registry
+    from localcloud.engine.caching import CACHEABLE_STEP_TYPES
+    from localcloud.engine.definition import SUPPORTED_STEP_TYPES
+    from localcloud.engine.steps import EXECUTORS
+
+    assert set(EXECUTORS) == set(SUPPORTED_STEP_TYPES)
+    assert {kind for kind, executor in EXECUTORS.items() if executor.cacheable} == set(CACHEABLE_STEP_TYPES)
+    modules = {executor.__module__.rsplit(".", 1)[-1] for executor in EXECUTORS.values()}
+    assert len(modules) == len(EXECUTORS)  # no module holds two step types

@@ -12,6 +12,7 @@ import io
 import json
 import os
 import textwrap
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -194,8 +195,11 @@ def test_a_warm_environment_keeps_module_state_and_its_process(router: EventRout
 def test_each_function_logs_to_its_own_stream_with_its_own_name(router: EventRouter, project: Path) -> None:
     probe(router)
     for logical_id, name in (("AlphaFunction", "stack-alpha"), ("BetaFunction", "stack-beta")):
-        stream = (project / "logs" / f"{logical_id}.log").read_text()
-        lines = [json.loads(line) for line in stream.splitlines()]
+        log = project / "logs" / f"{logical_id}.log"
+        deadline = time.monotonic() + 10  # the stream is forwarded by a thread, as CloudWatch gets it: later
+        while (not log.exists() or not log.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
         assert [line["message"] for line in lines] == ["probing"]
         # Powertools takes function_name from its own process's environment: never the other function's
         assert {line.get("function_name", name) for line in lines} == {name}
