@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,14 +18,14 @@ from typing import Any
 
 import boto3
 
-from localcloud.aws.protocol import AwsError, RawResponse, RequestInfo
+from localcloud.aws.lambda_invoke import LambdaInvoke
 from localcloud.aws.server import EmbeddedAws
 from localcloud.faults import FaultPlan, Faults, FaultyJobRunner
 from localcloud.provision import plan_names, provision
 from localcloud.router import EventRouter, Invocation
 from localcloud.runtime import JobRunner
 from localcloud.runtime.s3io import S3Location
-from localcloud.runtime.user_functions import UnsupportedFunction, UserFunctions
+from localcloud.runtime.user_functions import UserFunctions
 from localcloud.template import StackTemplate
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ class LocalCloud:
             self.aws.region,
             self.aws.account_id,
         )
-        self.aws.register_override("lambda", "Invoke", self._invoke_function)
+        LambdaInvoke(self.aws, self.router, self.user_functions).attach()
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
         self.aws.add_internal_route("route", self._route_for_cli)
         if self.fault_plan is not None and self.fault_plan.active:
@@ -147,69 +146,6 @@ class LocalCloud:
             self._destinations[destination_arn] = (sqs, url)
         sqs, url = self._destinations[destination_arn]
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record, default=str))
-
-    def _invoke_function(self, params: dict[str, Any], info: RequestInfo) -> RawResponse:
-        """Lambda's Invoke for the stack's functions: Event (asynchronous, as EventBridge invokes them, with
-        the same retries and destination) and RequestResponse (synchronous, not retried), per the Lambda
-        API reference (Invoke); any other function does not exist here."""
-        assert self.router is not None
-        name = str(params.get("FunctionName", ""))
-        spec = self.router.function(name)
-        if spec is None and self.user_functions is not None and self.user_functions.exists(name):
-            return self._invoke_user_function(name, params)
-        if spec is None:
-            raise AwsError(
-                "ResourceNotFoundException",
-                f"Function not found: arn:aws:lambda:{self.aws.region}:{self.aws.account_id}:function:{name}",
-                404,
-            )
-        try:
-            event = json.loads(params.get("Payload") or b"{}")
-        except ValueError as error:
-            message = "Could not parse request body into json"
-            raise AwsError("InvalidRequestContentException", message) from error
-        kind = params.get("InvocationType", "RequestResponse")
-        if kind == "DryRun":
-            return RawResponse(204, b"")
-        if kind == "Event":
-            self.router.invoke_async(spec, event)
-            return RawResponse(202, b"")
-        if kind != "RequestResponse":
-            raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
-        invocation = self.router.invoke_sync(spec, event)
-        if invocation.error is not None:
-            body = json.dumps(invocation.error_payload()).encode()
-            headers = {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"}
-            return RawResponse(200, body, headers)
-        return RawResponse(200, json.dumps(invocation.result).encode(), {"X-Amz-Executed-Version": "$LATEST"})
-
-    def _invoke_user_function(self, name: str, params: dict[str, Any]) -> RawResponse:
-        """Invoke for a function created through the Lambda API (the SDK's LambdaStep creates one)."""
-        assert self.user_functions is not None
-        try:
-            event = json.loads(params.get("Payload") or b"{}")
-        except ValueError as error:
-            message = "Could not parse request body into json"
-            raise AwsError("InvalidRequestContentException", message) from error
-        kind = params.get("InvocationType", "RequestResponse")
-        if kind == "DryRun":
-            return RawResponse(204, b"")
-        if kind not in ("Event", "RequestResponse"):
-            raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
-        if kind == "Event":
-            threading.Thread(
-                target=self.user_functions.invoke, args=(name, event), name=f"lambda-{name}", daemon=True
-            ).start()
-            return RawResponse(202, b"")
-        try:
-            outcome = self.user_functions.invoke(name, event)
-        except UnsupportedFunction as error:
-            raise AwsError("InvalidRuntimeException", str(error)) from error
-        headers = {"X-Amz-Executed-Version": "$LATEST"}
-        if outcome.error is not None:
-            body = json.dumps(outcome.error).encode()
-            return RawResponse(200, body, headers | {"X-Amz-Function-Error": "Unhandled"})
-        return RawResponse(200, json.dumps(outcome.result).encode(), headers)
 
     def stop(self) -> None:
         if self._unsubscribe is not None:
