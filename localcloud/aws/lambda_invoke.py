@@ -34,14 +34,13 @@ class LambdaInvoke:
         return self
 
     def _invoke_function(self, params: dict[str, Any], info: RequestInfo) -> RawResponse:
-        """Lambda's Invoke for the stack's functions: Event (asynchronous, as EventBridge invokes them, with
-        the same retries and destination) and RequestResponse (synchronous, not retried), per the Lambda
-        API reference (Invoke); any other function does not exist here."""
+        """Lambda's Invoke: for the stack's functions, Event runs as EventBridge invokes them (the same
+        retries and destination) and RequestResponse once, not retried; for functions created through the
+        API, Event runs once in the background. Any other function does not exist here."""
         name = str(params.get("FunctionName", ""))
         spec = self.router.function(name)
-        if spec is None and self.user_functions is not None and self.user_functions.exists(name):
-            return self._invoke_user_function(name, params)
-        if spec is None:
+        user_function = spec is None and self.user_functions is not None and self.user_functions.exists(name)
+        if spec is None and not user_function:
             raise AwsError(
                 "ResourceNotFoundException",
                 f"Function not found: arn:aws:lambda:{self.aws.region}:{self.aws.account_id}:function:{name}",
@@ -55,31 +54,16 @@ class LambdaInvoke:
         kind = params.get("InvocationType", "RequestResponse")
         if kind == "DryRun":
             return RawResponse(204, b"")
-        if kind == "Event":
-            self.router.invoke_async(spec, event)
-            return RawResponse(202, b"")
-        if kind != "RequestResponse":
-            raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
-        invocation = self.router.invoke_sync(spec, event)
-        if invocation.error is not None:
-            body = json.dumps(invocation.error_payload()).encode()
-            headers = {"X-Amz-Function-Error": "Unhandled", "X-Amz-Executed-Version": "$LATEST"}
-            return RawResponse(200, body, headers)
-        return RawResponse(200, json.dumps(invocation.result).encode(), {"X-Amz-Executed-Version": "$LATEST"})
-
-    def _invoke_user_function(self, name: str, params: dict[str, Any]) -> RawResponse:
-        """Invoke for a function created through the Lambda API (the SDK's LambdaStep creates one)."""
-        assert self.user_functions is not None
-        try:
-            event = json.loads(params.get("Payload") or b"{}")
-        except ValueError as error:
-            message = "Could not parse request body into json"
-            raise AwsError("InvalidRequestContentException", message) from error
-        kind = params.get("InvocationType", "RequestResponse")
-        if kind == "DryRun":
-            return RawResponse(204, b"")
         if kind not in ("Event", "RequestResponse"):
             raise AwsError("InvalidParameterValueException", f"Unsupported InvocationType {kind!r}")
+        if spec is not None:
+            if kind == "Event":
+                self.router.invoke_async(spec, event)
+                return RawResponse(202, b"")
+            invocation = self.router.invoke_sync(spec, event)
+            failure = invocation.error_payload() if invocation.error is not None else None
+            return _answer(invocation.result, failure)
+        assert self.user_functions is not None
         if kind == "Event":
             threading.Thread(
                 target=self.user_functions.invoke, args=(name, event), name=f"lambda-{name}", daemon=True
@@ -89,8 +73,12 @@ class LambdaInvoke:
             outcome = self.user_functions.invoke(name, event)
         except UnsupportedFunction as error:
             raise AwsError("InvalidRuntimeException", str(error)) from error
-        headers = {"X-Amz-Executed-Version": "$LATEST"}
-        if outcome.error is not None:
-            body = json.dumps(outcome.error).encode()
-            return RawResponse(200, body, headers | {"X-Amz-Function-Error": "Unhandled"})
-        return RawResponse(200, json.dumps(outcome.result).encode(), headers)
+        return _answer(outcome.result, outcome.error)
+
+
+def _answer(result: Any, error: dict[str, Any] | None) -> RawResponse:
+    """RequestResponse's answer: the result, or the function's error document flagged as unhandled."""
+    headers = {"X-Amz-Executed-Version": "$LATEST"}
+    if error is not None:
+        return RawResponse(200, json.dumps(error).encode(), headers | {"X-Amz-Function-Error": "Unhandled"})
+    return RawResponse(200, json.dumps(result).encode(), headers)

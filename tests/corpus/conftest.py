@@ -7,16 +7,15 @@ what `localcloud env` exports: nothing in it knows about the local cloud.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.core.base_backend import BackendDict
 
 from localcloud.cloud import LocalCloud
+from tests.clouds import module_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 SDK_PYTHON = ROOT / ".venv-synth" / "bin" / "python"
@@ -25,16 +24,8 @@ PIPELINES = Path(__file__).resolve().parent / "pipelines"
 
 @pytest.fixture(scope="module")
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    saved = dict(os.environ)
-    cloud = LocalCloud(workdir=tmp_path_factory.mktemp("corpus-cloud"))
-    try:
-        cloud.start()
+    with module_cloud(tmp_path_factory.mktemp("corpus-cloud")) as cloud:
         yield cloud
-    finally:
-        cloud.stop()
-        BackendDict.reset()  # the next embedded AWS of this process starts empty
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture

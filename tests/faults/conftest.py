@@ -6,36 +6,27 @@ turns fault mode on for one test and off again after it. Each test pushes commit
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.core.base_backend import BackendDict
 
 from localcloud.cloud import LocalCloud
 from localcloud.faults import FaultPlan, Faults
+from tests.clouds import module_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
 def local_cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    saved = dict(os.environ)
-    cloud = LocalCloud(
-        workdir=tmp_path_factory.mktemp("faulty-cloud"),
+    with module_cloud(
+        tmp_path_factory.mktemp("faulty-cloud"),
         parameters={"MaxTuningJobs": "1", "MaxParallelTuningJobs": "1"},
-    )
-    try:
-        cloud.start()
+    ) as cloud:
         cloud.upload_data(ROOT / "data" / "boston_housing.csv")
         yield cloud
-    finally:
-        cloud.stop()
-        BackendDict.reset()  # the next embedded AWS of this process starts empty
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @pytest.fixture
