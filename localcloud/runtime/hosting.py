@@ -407,15 +407,27 @@ def _share(size: dict[str, Any], instance_count: int) -> float:
 
 
 def _batches(body: bytes, split_lines: bool, single: bool, max_bytes: int) -> list[bytes]:
+    """One input object's requests, as CreateTransformJob documents them: SplitType None sends the whole
+    object; Line splits records on newlines, and BatchStrategy SingleRecord sends one per request while
+    MultiRecord packs "as many records in a mini-batch as can fit within the MaxPayloadInMB limit"
+    (`max_bytes`; 0 means no limit, the chunked encoding); a record larger than the limit fails the job
+    ("MaxPayloadInMB must be greater than, or equal to, the size of a single record")."""
     if not split_lines:
         return [body]
     records = [line + b"\n" for line in body.splitlines() if line.strip()]
+    if max_bytes:
+        too_large = next((r for r in records if len(r) > max_bytes), None)
+        if too_large is not None:
+            raise ValueError(
+                f"ClientError: a record of {len(too_large)} bytes is larger than MaxPayloadInMB "
+                f"({max_bytes // (1024 * 1024)} MB)"
+            )
     if single:
         return records
     batches: list[bytes] = []
     current = b""
     for record in records:
-        if current and len(current) + len(record) > max_bytes:
+        if current and max_bytes and len(current) + len(record) > max_bytes:
             batches.append(current)
             current = b""
         current += record

@@ -22,7 +22,7 @@ import pytest
 from moto import mock_aws
 
 from localcloud.aws import EmbeddedAws
-from localcloud.runtime.hosting import EndpointHosting, attach_hosting, traffic_schedule
+from localcloud.runtime.hosting import EndpointHosting, _batches, attach_hosting, traffic_schedule
 from localcloud.runtime.model_servers import ScriptModeModel, ServingError, XGBoostAlgorithmModel, server_kind
 from localcloud.runtime.serving import ModelHost, ModelLoadError, find_saved_model
 
@@ -739,3 +739,14 @@ def test_script_mode_uses_the_toolkits_default_handlers_around_model_fn(tmp_path
 )
 def test_the_image_picks_the_server(image: str, environment: dict[str, str], kind: str) -> None:
     assert server_kind(image, environment) == kind
+
+
+def test_transform_requests_follow_split_type_batch_strategy_and_max_payload() -> None:
+    # (CreateTransformJob: SplitType, BatchStrategy, MaxPayloadInMB as the API reference documents them)
+    body = b"1,2\n3,4\n\n5,6\n"
+    assert _batches(body, split_lines=False, single=False, max_bytes=6) == [body]  # SplitType None
+    assert _batches(body, split_lines=True, single=True, max_bytes=6) == [b"1,2\n", b"3,4\n", b"5,6\n"]
+    assert _batches(body, split_lines=True, single=False, max_bytes=8) == [b"1,2\n3,4\n", b"5,6\n"]
+    assert _batches(body, split_lines=True, single=False, max_bytes=0) == [b"1,2\n3,4\n5,6\n"]  # no limit
+    with pytest.raises(ValueError, match=r"a record of 4 bytes is larger than MaxPayloadInMB"):
+        _batches(body, split_lines=True, single=False, max_bytes=3)
