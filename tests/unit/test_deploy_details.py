@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import boto3
 import pytest
 
 from functions.deploy.app import lambda_handler
 from orchestrator.adapters.ledger import Ledger
+from orchestrator.adapters.sagemaker import SageMakerAdapter
 from tests.unit.conftest import BUCKET, ENDPOINT, GROUP, TABLE, Cloud, decide, reset_caches
 from tests.unit.fakes import moto_sagemaker
 from tests.unit.test_deploy import package, serving_package
@@ -180,3 +182,86 @@ def test_a_decision_older_than_one_carried_out_is_a_warning(
     assert level == "WARNING"
     assert (fields["endpoint_name"], fields["package_arn"]) == (ENDPOINT, v2)
     assert fields["decided_at"].startswith("20")
+
+
+def test_a_deployment_found_live_but_unrecorded_is_recorded_in_full_once(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN v1 deployed, then its record lost (an invocation that died after UpdateEndpoint, before the
+    # ledger write: tests/unit/test_half_way_deaths.py runs the death itself)
+    caplog.set_level(logging.INFO)
+    v1 = package(cloud, 1)
+    event = decide(cloud, v1, "Approved")
+    config = lambda_handler(event, context)["endpoint"]["endpoint_config_name"]
+    config_arn = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
+    boto3.resource("dynamodb").Table(TABLE).delete_item(
+        Key={"pk": f"ENDPOINT#{ENDPOINT}", "sk": f"CONFIG#{config}"}
+    )
+    caplog.clear()
+    # WHEN the package is approved again (a new event: the first one's result is remembered)
+    event = decide(cloud, v1, "Approved", note="again")
+    result = lambda_handler(event, context)
+    # THEN nothing is deployed, and the answer, the log and the ledger say what happened
+    assert result["endpoint"] == {
+        "action": "none",
+        "reason": "already-live",
+        "endpoint_name": ENDPOINT,
+        "endpoint_config_name": config,
+    }
+    assert lines_of(caplog, "package already live: nothing to deploy") == [
+        ("INFO", {"endpoint_name": ENDPOINT, "endpoint_config": config, "package_arn": v1})
+    ]
+    assert lines_of(caplog, "deployment recorded late") == [
+        ("WARNING", {"endpoint_config": config, "reason": "approved"})
+    ]
+    record = Ledger(TABLE).get(f"ENDPOINT#{ENDPOINT}", f"CONFIG#{config}")
+    assert record is not None
+    assert (
+        record["endpoint_name"],
+        record["endpoint_config_name"],
+        record["package_arn"],
+        record["reason"],
+    ) == (
+        ENDPOINT,
+        config,
+        v1,
+        "approved",
+    )
+    entities = {cloud.lineage.name_of(arn): e for arn, e in cloud.lineage.entities.items()}
+    assert entities[config]["Source"]["SourceUri"] == config_arn  # the config's own ARN, looked up
+    # AND a later approval finds the record and writes nothing more
+    caplog.clear()
+    lambda_handler(decide(cloud, v1, "Approved", note="once more"), context)
+    assert lines_of(caplog, "deployment recorded late") == []
+
+
+def test_an_endpoint_that_turns_busy_under_the_deployment_defers_it_and_says_why(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN v1 live, and the endpoint starting another update between the handler's first look (InService)
+    # and the deployment's own (Updating): the second guard, in deploy_to_endpoint
+    caplog.set_level(logging.INFO)
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    v2 = package(cloud, 2)
+    configs = len(cloud.apis.calls["sagemaker.CreateEndpointConfig"])
+    real = SageMakerAdapter.describe_endpoint
+    looks: list[str] = []
+
+    def turning_busy(self: SageMakerAdapter, name: str) -> dict[str, Any] | None:
+        described = real(self, name)
+        looks.append(name)
+        if described is not None and len(looks) > 1:
+            return {**described, "EndpointStatus": "Updating"}
+        return described
+
+    monkeypatch.setattr(SageMakerAdapter, "describe_endpoint", turning_busy)
+    # WHEN v2 is approved
+    result = lambda_handler(decide(cloud, v2, "Approved"), context)
+    # THEN it is deferred with the endpoint's status, logged, and nothing was created or updated
+    assert result["endpoint"]["action"] == "deferred"
+    assert result["endpoint"]["reason"] == f"endpoint {ENDPOINT} is UPDATING; retry later"
+    assert lines_of(caplog, "endpoint busy: deployment deferred") == [
+        ("WARNING", {"endpoint_name": ENDPOINT, "endpoint_status": "UPDATING"})
+    ]
+    assert len(cloud.apis.calls["sagemaker.CreateEndpointConfig"]) == configs
+    assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
