@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from functions.deploy.app import lambda_handler
-from orchestrator.adapters.ledger import Ledger
+from orchestrator.adapters.ledger import Ledger, package_pk
 from orchestrator.adapters.sagemaker import SageMakerAdapter
 from tests.unit.conftest import BUCKET, ENDPOINT, GROUP, TABLE, Cloud, decide, reset_caches
 from tests.unit.fakes import moto_sagemaker
@@ -71,7 +71,7 @@ def test_a_transform_job_is_named_after_its_input(
 
 
 def test_rejecting_the_live_package_with_nothing_to_roll_back_to_is_told_and_answered(
-    cloud: Cloud, context: Any
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     only = package(cloud, 1)
     lambda_handler(decide(cloud, only, "Approved"), context)
@@ -88,6 +88,7 @@ def test_rejecting_the_live_package_with_nothing_to_roll_back_to_is_told_and_ans
     assert text == "The endpoint keeps serving the rejected package until another package is approved."
     assert details == {"package_arn": only, "endpoint_name": ENDPOINT}
     assert serving_package(cloud) == only
+    assert lines_of(caplog, "no approved package to roll back to") == [("ERROR", {"package_arn": only})]
 
 
 def test_a_rollback_is_answered_told_and_counted(
@@ -108,6 +109,13 @@ def test_a_rollback_is_answered_told_and_counted(
     assert details == {"rejected_package_arn": v2, "rollback_package_arn": v1, "endpoint_name": ENDPOINT}
     counted = metrics_emitted(capsys)
     assert counted["Rollbacks"] == 1 and counted["EndpointDeployments"] == 1
+    # AND the ledger records the rollback deployment under the rejection's decision time
+    config = result["endpoint"]["endpoint_config_name"]
+    record = Ledger(TABLE).get(f"ENDPOINT#{ENDPOINT}", f"CONFIG#{config}")
+    rejected = Ledger(TABLE).get(package_pk(v2), "PACKAGE")
+    assert record is not None and rejected is not None
+    assert (record["reason"], record["package_arn"]) == ("rollback-from-v2", v1)
+    assert record["decided_at"] == rejected["decided_at"] is not None
 
 
 def test_a_decision_kept_for_later_is_recorded_logged_and_counted(
@@ -265,3 +273,159 @@ def test_an_endpoint_that_turns_busy_under_the_deployment_defers_it_and_says_why
     ]
     assert len(cloud.apis.calls["sagemaker.CreateEndpointConfig"]) == configs
     assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
+
+
+def test_the_endpoint_config_is_requested_exactly_with_data_capture(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 1 % data capture (the smallest share that captures)
+    monkeypatch.setenv("DATA_CAPTURE_PERCENT", "1")
+    reset_caches()
+    result = lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)["endpoint"]
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=result["endpoint_config_name"])
+    # THEN the variant and the capture are exactly these (CreateEndpointConfig, DataCaptureConfig)
+    (variant,) = config["ProductionVariants"]
+    assert {k: variant[k] for k in ("VariantName", "ModelName", "InstanceType", "InitialInstanceCount")} == {
+        "VariantName": "AllTraffic",
+        "ModelName": f"{GROUP}-v1",
+        "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": 1,
+    }
+    assert variant["InitialVariantWeight"] == 1.0
+    assert config["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 1,
+        "DestinationS3Uri": f"s3://{BUCKET}/data-capture/{ENDPOINT}",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {
+            "CsvContentTypes": ["text/csv"],
+            "JsonContentTypes": ["application/json"],
+        },
+    }
+    assert result["model_name"] == f"{GROUP}-v1"
+
+
+def test_no_capture_at_zero_and_a_capture_change_is_a_new_config_of_the_same_package(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN capture off (0 %): the config has no DataCaptureConfig
+    monkeypatch.setenv("DATA_CAPTURE_PERCENT", "0")
+    reset_caches()
+    v1 = package(cloud, 1)
+    first = lambda_handler(decide(cloud, v1, "Approved"), context)["endpoint"]
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=first["endpoint_config_name"])
+    assert not config.get("DataCaptureConfig")  # (moto answers an empty one when none was asked for)
+    # WHEN capture is turned on and the same package approved again
+    monkeypatch.setenv("DATA_CAPTURE_PERCENT", "30")
+    reset_caches()
+    second = lambda_handler(decide(cloud, v1, "Approved", note="capture on"), context)["endpoint"]
+    # THEN the plan differs, so the config does: a new one is rolled out, not "already live"
+    assert second["action"] == "updated"
+    assert second["endpoint_config_name"] != first["endpoint_config_name"]
+    described = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=second["endpoint_config_name"])
+    assert described["DataCaptureConfig"]["InitialSamplingPercentage"] == 30
+
+
+def test_package_of_config_follows_config_model_and_either_container_field(cloud: Cloud) -> None:
+    # (CreateModel takes PrimaryContainer or Containers; a model may also serve no package at all)
+    from orchestrator.deploy import package_of_config
+
+    sagemaker = cloud.sagemaker
+    role = "arn:aws:iam::123456789012:role/sm"
+    arn = package(cloud, 1)
+    sagemaker.create_model(
+        ModelName="primary", ExecutionRoleArn=role, PrimaryContainer={"ModelPackageName": arn}
+    )
+    sagemaker.create_model(ModelName="listed", ExecutionRoleArn=role, Containers=[{"ModelPackageName": arn}])
+    sagemaker.create_model(
+        ModelName="no-package",
+        ExecutionRoleArn=role,
+        PrimaryContainer={"Image": "img", "ModelDataUrl": "s3://b/m"},
+    )
+    for model in ("primary", "listed", "no-package"):
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=f"cfg-{model}",
+            ProductionVariants=[
+                {
+                    "VariantName": "AllTraffic",
+                    "ModelName": model,
+                    "InstanceType": "ml.m5.large",
+                    "InitialInstanceCount": 1,
+                }
+            ],
+        )
+    adapter = SageMakerAdapter(boto3.client("sagemaker"))
+    assert package_of_config(adapter, "cfg-primary") == arn
+    assert package_of_config(adapter, "cfg-listed") == arn
+    assert package_of_config(adapter, "cfg-no-package") is None
+    assert package_of_config(adapter, "no-such-config") is None
+
+
+def test_deregistering_for_an_instance_type_change_is_logged_and_answered(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from functions.track.app import lambda_handler as track
+    from tests.events import load_event
+
+    caplog.set_level(logging.INFO)
+    monkeypatch.setenv("AUTOSCALING_MAX_CAPACITY", "4")
+    reset_caches()
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    track(load_event("endpoint_in_service"), context)
+    monkeypatch.setenv("ENDPOINT_INSTANCE_TYPE", "ml.c5.xlarge")
+    reset_caches()
+    lambda_handler(decide(cloud, package(cloud, 2), "Approved"), context)
+    assert lines_of(caplog, "autoscaling deregistered for an instance type change") == [
+        ("INFO", {"endpoint_name": ENDPOINT, "from_type": "ml.m5.large", "to_type": "ml.c5.xlarge"})
+    ]
+
+
+def test_a_kept_rejection_of_a_rollout_that_rolled_back_by_itself_finds_nothing_to_roll_back(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.unit.test_deploy import endpoint_event
+
+    # GIVEN v1 live and v2 rolling out (DescribeEndpoint: v1's config live, v2's pending), and v2 rejected
+    # meanwhile: the rejection is kept for when the endpoint is in service
+    caplog.set_level(logging.INFO)
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    old_config = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    new_config = lambda_handler(decide(cloud, v2, "Approved"), context)["endpoint"]["endpoint_config_name"]
+    endpoint = moto_sagemaker().endpoints[ENDPOINT]
+    endpoint.endpoint_config_name, endpoint.endpoint_status = old_config, "Updating"
+    rolling = {"on": True}
+
+    def pending(params: dict[str, Any], moto: Any) -> dict[str, Any]:
+        extra = {"PendingDeploymentSummary": {"EndpointConfigName": new_config}} if rolling["on"] else {}
+        return moto(params) | extra
+
+    cloud.through_moto("DescribeEndpoint", pending)
+    assert lambda_handler(decide(cloud, v2, "Rejected"), context)["endpoint"]["action"] == "deferred"
+    # WHEN the update rolls itself back (an alarm): v1's config in service, nothing pending
+    rolling["on"] = False
+    endpoint.endpoint_status = "InService"
+    resumed = lambda_handler(endpoint_event(), context)
+    # THEN the kept rejection finds v2 not live: nothing to roll back, said and answered
+    assert resumed["status"] == "resumed"
+    assert resumed["result"] == {
+        "status": "recorded",
+        "package_arn": v2,
+        "action": "none",
+        "reason": "not-live",
+        "live_package_arn": v1,
+    }
+    assert lines_of(caplog, "rejected package is not live: nothing to roll back") == [
+        ("INFO", {"package_arn": v2, "live": v1})
+    ]
+    assert serving_package(cloud) == v1
+
+
+def test_the_batch_output_root_loses_only_its_trailing_slashes(
+    cloud: Cloud, context: Any, batch: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a root ending in a letter that a sloppier strip would also eat ("…/outX/" must stay "…/outX")
+    monkeypatch.setenv("BATCH_OUTPUT_URI", f"s3://{BUCKET}/outX//")
+    reset_caches()
+    result = lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)["batch"]
+    assert result["output_uri"] == f"s3://{BUCKET}/outX/{result['transform_job']}"
