@@ -92,7 +92,46 @@ _HEAD_UNREAD = (
     "the initial value of `head` is read only when superseding is on, and then it has been replaced by "
     "GetBranch's answer"
 )
+_FINGERPRINT_CONSTANT = (
+    "the config fingerprint only has to differ between plans that differ: '' and None stand the same way for "
+    "every plan without data capture"
+)
+_PLAN_PACKAGE_UNREAD = "EndpointDeployment.package is carried with the plan but never read from it"
+_VARIANT_NAMES_ITS_MODEL = (
+    "the configs deploy reads all name their model; for one that did not, '', 'None' and 'XXXX' name no "
+    "model alike, and DescribeModel answers nothing for each"
+)
+_NEVER_EMPTY = "`containers` is never empty: its fallback is a one-element list"
+_KEPT_HAS_PACKAGE = (
+    "a kept decision is written with its package_arn (asdict of the Decision), so the default is never used"
+)
+_NOT_AN_ARN = "'' and 'XXXX' both differ from every package ARN they are compared with"
+_CONFIG_ALWAYS_NAMED = (
+    "DescribeEndpoint always names the endpoint's config (EndpointConfigName is required in its output, "
+    "botocore's sagemaker model), so the default is never used"
+)
+_ANSWER_UNREAD = "deploy_to_endpoint, the only caller, ignores whether anything was deregistered"
+_REJECTED_NOT_LISTED = (
+    "the rejected package is no longer Approved, so the Approved packages listed never include it: how it "
+    "is excluded changes nothing"
+)
 EQUIVALENT: dict[str, str] = {
+    "orchestrator.deploy.x_plan_endpoint__mutmut_25": _FINGERPRINT_CONSTANT,
+    "orchestrator.deploy.x_plan_endpoint__mutmut_90": _PLAN_PACKAGE_UNREAD,
+    "orchestrator.deploy.x_package_of_config__mutmut_15": _VARIANT_NAMES_ITS_MODEL,
+    "orchestrator.deploy.x_package_of_config__mutmut_17": _VARIANT_NAMES_ITS_MODEL,
+    "orchestrator.deploy.x_package_of_config__mutmut_22": _VARIANT_NAMES_ITS_MODEL,
+    "orchestrator.deploy.x_package_of_config__mutmut_36": _NEVER_EMPTY,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_21": _KEPT_HAS_PACKAGE,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_23": _KEPT_HAS_PACKAGE,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_26": _KEPT_HAS_PACKAGE,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_56": _NOT_AN_ARN,
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_6": _CONFIG_ALWAYS_NAMED,
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_8": _CONFIG_ALWAYS_NAMED,
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_12": _CONFIG_ALWAYS_NAMED,
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_40": _ANSWER_UNREAD,
+    "orchestrator.deploy.x_roll_back_rejected__mutmut_43": _REJECTED_NOT_LISTED,
+    "orchestrator.deploy.x_roll_back_rejected__mutmut_48": _REJECTED_NOT_LISTED,
     "orchestrator.push.x_touches__mutmut_4": _BLANK_WATCHED_PATH,
     "orchestrator.push.x_stop_superseded__mutmut_14": _NO_DISPLAY_NAME,
     "orchestrator.push.x_stop_superseded__mutmut_16": _NO_DISPLAY_NAME,

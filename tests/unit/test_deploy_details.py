@@ -429,3 +429,28 @@ def test_the_batch_output_root_loses_only_its_trailing_slashes(
     reset_caches()
     result = lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)["batch"]
     assert result["output_uri"] == f"s3://{BUCKET}/outX/{result['transform_job']}"
+
+
+def test_a_failed_endpoint_is_not_updated_and_people_are_told(cloud: Cloud, context: Any) -> None:
+    # GIVEN v1 deployed and the endpoint Failed ("A Failed endpoint cannot be updated": UpdateEndpoint)
+    lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Failed"
+    v2 = package(cloud, 2)
+    # WHEN v2 is approved
+    result = lambda_handler(decide(cloud, v2, "Approved"), context)
+    # THEN nothing is attempted, the answer says why, and people are told what to do
+    assert result["endpoint"] == {"action": "none", "reason": "endpoint-failed", "endpoint_name": ENDPOINT}
+    assert cloud.apis.calls["sagemaker.UpdateEndpoint"] == []
+    [*_, notice] = cloud.notifications()
+    assert notice["Subject"] == f"Endpoint {ENDPOINT} is Failed"
+    text, details = body_and_details(notice)
+    assert text == "A Failed endpoint cannot be updated; delete it and approve again."
+    assert details == {"endpoint_name": ENDPOINT, "package_arn": v2}
+
+
+def test_a_new_deployment_records_its_config_by_the_configs_own_arn(cloud: Cloud, context: Any) -> None:
+    result = lambda_handler(decide(cloud, package(cloud, 1), "Approved"), context)["endpoint"]
+    config = result["endpoint_config_name"]
+    config_arn = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
+    entities = {cloud.lineage.name_of(arn): e for arn, e in cloud.lineage.entities.items()}
+    assert entities[config]["Source"]["SourceUri"] == config_arn
