@@ -115,7 +115,13 @@ _REJECTED_NOT_LISTED = (
     "the rejected package is no longer Approved, so the Approved packages listed never include it: how it "
     "is excluded changes nothing"
 )
+_NO_ENDPOINT_NO_STATUS = (
+    "with no endpoint described there is no status: '', 'None' and 'XXXX' are none of them a busy state"
+)
 EQUIVALENT: dict[str, str] = {
+    "orchestrator.deploy.x_carry_out__mutmut_54": _NO_ENDPOINT_NO_STATUS,
+    "orchestrator.deploy.x_carry_out__mutmut_56": _NO_ENDPOINT_NO_STATUS,
+    "orchestrator.deploy.x_carry_out__mutmut_61": _NO_ENDPOINT_NO_STATUS,
     "orchestrator.deploy.x_plan_endpoint__mutmut_25": _FINGERPRINT_CONSTANT,
     "orchestrator.deploy.x_plan_endpoint__mutmut_90": _PLAN_PACKAGE_UNREAD,
     "orchestrator.deploy.x_package_of_config__mutmut_15": _VARIANT_NAMES_ITS_MODEL,

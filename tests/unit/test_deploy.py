@@ -246,8 +246,10 @@ def test_a_decision_waits_while_another_invocation_holds_the_endpoint(cloud: Clo
     assert ledger.acquire_lease(f"ENDPOINT#{ENDPOINT}", "other-invocation", 300)
     v1 = package(cloud, 1)
 
-    # WHEN v1 is approved THEN it is kept, and the endpoint not created
-    assert lambda_handler(decide(cloud, v1, "Approved"), context)["endpoint"]["action"] == "deferred"
+    # WHEN v1 is approved THEN it is kept, with the reason, and the endpoint not created
+    waiting = lambda_handler(decide(cloud, v1, "Approved"), context)["endpoint"]
+    assert (waiting["action"], waiting["reason"]) == ("deferred", "another deployment holds the endpoint")
+    assert ledger.get(f"ENDPOINT#{ENDPOINT}", "PENDING")["reason"] == "another deployment holds the endpoint"
     assert cloud.sagemaker.list_endpoints()["Endpoints"] == []
     # AND the near miss: the same owner may take its own lease again, another may not
     assert ledger.acquire_lease(f"ENDPOINT#{ENDPOINT}", "other-invocation", 300)

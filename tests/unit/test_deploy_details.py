@@ -454,3 +454,16 @@ def test_a_new_deployment_records_its_config_by_the_configs_own_arn(cloud: Cloud
     config_arn = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=config)["EndpointConfigArn"]
     entities = {cloud.lineage.name_of(arn): e for arn, e in cloud.lineage.entities.items()}
     assert entities[config]["Source"]["SourceUri"] == config_arn
+
+
+def test_a_moot_rejection_is_answered_and_logged_exactly(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    v1, v2 = package(cloud, 1), package(cloud, 2)
+    lambda_handler(decide(cloud, v1, "Approved"), context)
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+    assert result == {"status": "recorded", "package_arn": v2, "action": "none", "reason": "not-live"}
+    assert lines_of(caplog, "rejected package is not live: nothing to roll back") == [
+        ("INFO", {"package_arn": v2})
+    ]
