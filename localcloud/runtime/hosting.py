@@ -291,10 +291,6 @@ class EndpointHosting:
             raise ValueError(f"endpoint config {config_name} has no production variants")
         return Fleet(config_name, tuple(variants))
 
-    def model_data_url(self, model_name: str) -> str:
-        """A Model's model data: its container's ModelDataUrl, or its model package's."""
-        return self.model_container(model_name)[0]
-
     def model_container(self, model_name: str) -> tuple[str, str, dict[str, str]]:
         """A Model's (model data URL, image, environment): its container's, or its model package's."""
         sagemaker = self._client("sagemaker")

@@ -32,15 +32,14 @@ from typing import Any
 
 import numpy as np
 
+from localcloud.runtime.algorithms import XGBOOST_IMAGE, XGBOOST_PICKLED_VERSIONS
 from localcloud.runtime.s3io import S3Location, extract_archive
 
 CSV = "text/csv"
 JSON = "application/json"
 NPY = "application/x-npy"
 LIBSVM = "text/libsvm"
-_XGBOOST_IMAGE = re.compile(r"/sagemaker-xgboost:(?P<version>\d+\.\d+-\d+)")
 _TENSORFLOW_IMAGE = re.compile(r"/(sagemaker-)?tensorflow[-a-z]*:")
-_PICKLE_ERA = {"0.90-1", "0.90-2", "1.0-1", "1.2-1", "1.2-2"}
 
 
 class ServingError(Exception):
@@ -51,7 +50,7 @@ def server_kind(image: str, environment: dict[str, str]) -> str:
     """ "xgboost", "script" or "tensorflow": which container the image runs."""
     if "SAGEMAKER_PROGRAM" in environment and not _TENSORFLOW_IMAGE.search(image):
         return "script"  # (the TFS container's own code/inference.py handlers are the TFS server's)
-    if _XGBOOST_IMAGE.search(image):
+    if XGBOOST_IMAGE.search(image):
         return "xgboost"
     if "/sagemaker-scikit-learn:" in image:
         return "script"
@@ -73,7 +72,7 @@ class XGBoostAlgorithmModel:
         import xgboost
 
         self._xgboost = xgboost
-        match = _XGBOOST_IMAGE.search(image)
+        match = XGBOOST_IMAGE.search(image)
         self.version = match.group("version") if match else ""
         files = sorted(p for p in model_dir.iterdir() if p.is_file())
         if not files:
@@ -110,7 +109,7 @@ class XGBoostAlgorithmModel:
         flat = [float(p) for p in np.asarray(predictions).reshape(len(predictions), -1)[:, 0]]
         if _kind(accept) == JSON:
             return 200, json.dumps({"predictions": [{"score": p} for p in flat]}).encode(), JSON
-        if batch or self.version not in _PICKLE_ERA:
+        if batch or self.version not in XGBOOST_PICKLED_VERSIONS:
             return 200, ("\n".join(map(str, flat)) + "\n").encode(), CSV
         return 200, ",".join(map(str, flat)).encode(), CSV
 
@@ -134,7 +133,9 @@ class ScriptModeModel:
         if not program or not script.is_file():
             where = submit or "the model data's code/"
             raise ServingError(f"the inference script {program!r} is not in {where}")
-        self.module = _import_script(script)
+        self.module = import_script(
+            script, "serving_" + hashlib.sha256(str(script).encode()).hexdigest()[:12]
+        )
         model_fn = getattr(self.module, "model_fn", None)
         if model_fn is None:
             raise ServingError("Please provide a model_fn implementation.")  # the toolkit's own refusal
@@ -199,17 +200,19 @@ def _encode(prediction: Any, accept: str) -> bytes:
     raise UnsupportedMediaType(f"Accept type {accept} is not supported by this framework.")
 
 
-def _import_script(path: Path) -> ModuleType:
-    name = "serving_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-    spec = importlib.util.spec_from_file_location(name, path)
+def import_script(path: Path, module_name: str, shown: str | None = None) -> ModuleType:
+    """Import a serving container's user script by path, with its folder on the path while it imports (the
+    containers put the code directory on the path, for helper modules)."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ServingError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # the container puts the code directory on the path
+    sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(module)
     except Exception as error:
-        raise ServingError(f"importing {path.name} failed: {type(error).__name__}: {error}") from error
+        message = f"importing {shown or path.name} failed: {type(error).__name__}: {error}"
+        raise ServingError(message) from error
     finally:
         sys.path.remove(str(path.parent))
     return module

@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import io
 import json
 import os
 import re
-import sys
 import tarfile
 import threading
 from dataclasses import dataclass, field
@@ -23,7 +21,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from localcloud.runtime.model_servers import ScriptModeModel, ServingError, XGBoostAlgorithmModel, server_kind
+from localcloud.runtime.model_servers import (
+    ScriptModeModel,
+    ServingError,
+    XGBoostAlgorithmModel,
+    import_script,
+    server_kind,
+)
 from localcloud.runtime.quiet_start import import_quietly
 from localcloud.runtime.s3io import S3Location, extract_archive
 
@@ -294,18 +298,10 @@ def _import_handlers(path: Path, model_data_url: str) -> ModuleType | None:
     if not path.is_file():
         return None
     name = "inference_" + re.sub(r"\W", "_", hashlib.sha256(model_data_url.encode()).hexdigest()[:12])
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ModelLoadError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.parent))  # the container puts code/ on the path for helper modules
     try:
-        spec.loader.exec_module(module)
-    except Exception as error:
-        message = f"importing code/inference.py failed: {type(error).__name__}: {error}"
-        raise ModelLoadError(message) from error
-    finally:
-        sys.path.remove(str(path.parent))
+        module = import_script(path, name, shown="code/inference.py")
+    except ServingError as error:
+        raise ModelLoadError(str(error)) from error
     if hasattr(module, "handler") and not hasattr(module, "input_handler"):
         raise ModelLoadError(
             "code/inference.py defines handler(); only input_handler/output_handler are supported locally"

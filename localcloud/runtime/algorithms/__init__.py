@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-_XGBOOST_IMAGE = re.compile(r"/sagemaker-xgboost:(?P<version>\d+\.\d+-\d+)")
+XGBOOST_IMAGE = re.compile(r"/sagemaker-xgboost:(?P<version>\d+\.\d+-\d+)")
+# versions whose xgboost-model is a pickled Booster; `Booster.save_model` from 1.3-1 on (the algorithm's
+# documentation, "Use XGBoost with Amazon SageMaker")
+XGBOOST_PICKLED_VERSIONS = frozenset({"0.90-1", "0.90-2", "1.0-1", "1.2-1", "1.2-2"})
 
 # The metric definitions SageMaker applies to the XGBoost algorithm's log, as DescribeTrainingJob lists them
 # for a sagemaker-xgboost:1.5-1 job (AlgorithmSpecification.MetricDefinitions): these names, each with the
@@ -44,7 +47,7 @@ def builtin_training(request: dict[str, Any]) -> BuiltinTraining | None:
     if "sagemaker_program" in (request.get("HyperParameters") or {}):
         return None  # script mode in the algorithm's image (the SDK's XGBoost estimator with an entry point)
     image = str(request.get("AlgorithmSpecification", {}).get("TrainingImage", ""))
-    match = _XGBOOST_IMAGE.search(image)
+    match = XGBOOST_IMAGE.search(image)
     if match is None:
         return None
     definitions = [

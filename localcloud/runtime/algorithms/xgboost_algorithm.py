@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 import xgboost
 
+from localcloud.runtime.algorithms import XGBOOST_PICKLED_VERSIONS
+
 ROOT = Path("/opt/ml")
 OWN_PARAMETERS = {"num_round", "early_stopping_rounds", "csv_weights"}
-PICKLED_VERSIONS = {"0.90-1", "0.90-2", "1.0-1", "1.2-1", "1.2-2"}
 
 
 class UserError(Exception):
@@ -107,7 +108,7 @@ def train(version: str) -> None:
     )
     model_dir = ROOT / "model"
     model_dir.mkdir(parents=True, exist_ok=True)
-    if version in PICKLED_VERSIONS:
+    if version in XGBOOST_PICKLED_VERSIONS:
         with (model_dir / "xgboost-model").open("wb") as handle:
             pickle.dump(booster, handle)
     else:
