@@ -133,6 +133,8 @@ RESOURCES_OF_OPERATION: dict[str, Callable[[Params], list[str]]] = {
         _sm(f"endpoint-config/{p['EndpointConfigName']}"),
     ],
     "sagemaker:DescribeEndpoint": _named("endpoint", "EndpointName"),
+    # InvokeEndpoint (SageMaker Runtime) is authorized on the endpoint (Service Authorization Reference).
+    "sagemaker:InvokeEndpoint": _named("endpoint", "EndpointName"),
     "sagemaker:UpdateEndpointWeightsAndCapacities": _named("endpoint", "EndpointName"),
     "sagemaker:CreateTransformJob": _named("transform-job", "TransformJobName"),
     "sagemaker:DescribeTransformJob": _named("transform-job", "TransformJobName"),

@@ -226,7 +226,7 @@ def test_every_alarm_can_publish_to_the_encrypted_topic() -> None:
         )
 
     alarms = [k for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    assert len(alarms) == 3
+    assert len(alarms) == 5  # 5XX and latency of the staging and production endpoints, dead letters
     for alarm in alarms:
         assert _props(alarm)["AlarmActions"] == [topic_arn], alarm
     for action in ("kms:Decrypt", "kms:GenerateDataKey"):

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from orchestrator.adapters import error_code, error_message, is_endpoint_busy
 from orchestrator.adapters.autoscaling import AutoscalingAdapter
-from orchestrator.adapters.ledger import Ledger, endpoint_pk
+from orchestrator.adapters.ledger import Ledger, endpoint_pk, package_pk
 from orchestrator.adapters.notifier import Notifier
 from orchestrator.adapters.s3 import S3Adapter
 from orchestrator.adapters.sagemaker import SageMakerAdapter
@@ -27,6 +27,19 @@ from orchestrator.intake import ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
 from orchestrator.naming import endpoint_config_name, model_name, transform_job_name
 from orchestrator.observability import logger, metrics
+from orchestrator.promote import (
+    PRODUCTION,
+    PRODUCTION_RECORD,
+    PROMOTION_STATUS,
+    STAGING_RECORD,
+    held_out_prefix,
+    held_out_rows,
+    life_cycle,
+    promotion_refusal,
+    record_smoke_result,
+    refused,
+    smoke_test,
+)
 from orchestrator.settings import DeploymentStrategy, DeploySettings
 
 VARIANT = "AllTraffic"
@@ -374,10 +387,43 @@ def holder(context: Any) -> Holder:
     return Holder(invocation_id(context), max(seconds, 1))
 
 
+def rollback_target(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices
+) -> dict[str, Any] | None:
+    """The package a rejected live one gives way to, described. Staging (or the only endpoint): the newest
+    other Approved package of the group. Production: the package it served most recently before, if still
+    Approved, from the endpoint's deployment history in the ledger (production only ever served packages
+    that were promoted)."""
+    rejected = package.package_arn.lower()
+    if settings.serving_stage != "production":
+        newest = next(
+            (
+                item
+                for item in services.sagemaker.approved_packages(package.group)
+                if item["ModelPackageArn"].lower() != rejected
+            ),
+            None,
+        )
+        return (
+            None if newest is None else services.sagemaker.describe_model_package(newest["ModelPackageArn"])
+        )
+    history = [
+        item
+        for item in services.ledger.partition(endpoint_pk(str(settings.endpoint_name)))
+        if item.get("kind") == "deployment" and str(item.get("package_arn", "")).lower() != rejected
+    ]
+    history.sort(key=lambda item: str(item.get("deployed_at", "")), reverse=True)
+    for item in history:
+        description = services.sagemaker.describe_model_package(str(item["package_arn"]))
+        if description is not None and description.get("ModelApprovalStatus") == "Approved":
+            return description
+    return None
+
+
 def roll_back_rejected(
     package: PackageLineage, settings: DeploySettings, services: DeployServices
 ) -> dict[str, Any]:
-    """A rejected package that is live is replaced by the newest other Approved package of the group."""
+    """A rejected package that is live is replaced by the package `rollback_target` names."""
     result: dict[str, Any] = {"status": "recorded", "package_arn": package.package_arn, "action": "none"}
     live = live_package_arn(services.sagemaker, str(settings.endpoint_name))
     if live is None or live.lower() != package.package_arn.lower():
@@ -385,15 +431,8 @@ def roll_back_rejected(
             "rejected package is not live: nothing to roll back", package_arn=package.package_arn, live=live
         )
         return result | {"reason": "not-live", "live_package_arn": live}
-    previous = next(
-        (
-            item
-            for item in services.sagemaker.approved_packages(package.group)
-            if item["ModelPackageArn"].lower() != package.package_arn.lower()
-        ),
-        None,
-    )
-    if previous is None:
+    description = rollback_target(package, settings, services)
+    if description is None:
         services.notifier.notify(
             f"Live package {package.group} v{package.version} rejected; no approved package to roll back to",
             "The endpoint keeps serving the rejected package until another package is approved.",
@@ -402,7 +441,6 @@ def roll_back_rejected(
         )
         logger.error("no approved package to roll back to", package_arn=package.package_arn)
         return result | {"status": "stuck", "reason": "no-approved-package"}
-    description = services.sagemaker.describe_model_package(previous["ModelPackageArn"]) or {}
     target = read_package(description, package.decided_at, services)
     deployment = deploy_to_endpoint(target, settings, services, reason=f"rollback-from-v{package.version}")
     services.notifier.notify(
@@ -422,10 +460,10 @@ def roll_back_rejected(
 
 
 def _endpoint_work(
-    package: PackageLineage, settings: DeploySettings, services: DeployServices
+    package: PackageLineage, settings: DeploySettings, services: DeployServices, reason: str = "approved"
 ) -> dict[str, Any]:
     if package.approval_status == "Approved":
-        return deploy_to_endpoint(package, settings, services, reason="approved")
+        return deploy_to_endpoint(package, settings, services, reason=reason)
     return roll_back_rejected(package, settings, services)
 
 
@@ -469,6 +507,7 @@ def carry_out(
     settings: DeploySettings,
     services: DeployServices,
     holder: Holder,
+    reason: str = "approved",
 ) -> dict[str, Any]:
     """Act on the endpoint for `decision` while holding its lease, or defer it."""
     endpoint = str(settings.endpoint_name)
@@ -510,7 +549,7 @@ def carry_out(
             )
         # a pending decision older than this one is outdated by it
         services.ledger.delete_if_not_newer(pk, "PENDING", "decided_at", decision.decided_at)
-        return _endpoint_work(package, settings, services)
+        return _endpoint_work(package, settings, services, reason)
     except EndpointBusyError as busy:
         return defer(decision, settings, services, str(busy))
     except ClientError as exc:  # the endpoint started updating between DescribeEndpoint and our call
@@ -546,7 +585,8 @@ def resume_pending(
         )
         return {"action": "none", "reason": "package-changed-since", "package_arn": decision.package_arn}
     package = read_package(description, decision.decided_at, services)
-    result = carry_out(decision, package, settings, services, holder)
+    reason = "promoted" if settings.serving_stage == "production" else "approved"
+    result = carry_out(decision, package, settings, services, holder, reason)
     if result.get("action") != "deferred":
         services.ledger.delete_if(endpoint_pk(endpoint), "PENDING", "event_id", decision.event_id)
     logger.info("pending decision handled", package_arn=decision.package_arn, result=result)
@@ -604,7 +644,9 @@ def handle_package_event(
     if detail.model_approval_status not in ("Approved", "Rejected"):
         return ignore("not-a-decision", approval_status=detail.model_approval_status).as_response()
     if detail.updated_fields is not None and "ModelApprovalStatus" not in detail.updated_fields:
-        # e.g. metadata or a lifecycle stage set on an approved package: no new decision to carry out
+        if "ModelLifeCycle" in detail.updated_fields and settings.staged:
+            return handle_promotion(event, settings, context, services)
+        # e.g. metadata set on an approved package: no new decision to carry out
         return ignore("approval-unchanged", updated_fields=detail.updated_fields).as_response()
     active = services or DeployServices.from_settings(settings)
     description = active.sagemaker.describe_model_package(detail.model_package_arn)
@@ -633,7 +675,11 @@ def handle_package_event(
             return result | {"status": "recorded", "action": "none", "reason": "no-endpoint-target"}
         outcome = carry_out(decision, package, settings, active, lease_holder)
         if "status" not in outcome:  # deferred or superseded: nothing happened to the endpoint yet
-            return result | {"status": "recorded", "endpoint": outcome}
+            outcome = result | {"status": "recorded", "endpoint": outcome}
+        if settings.staged:  # a rejected package that production serves is rolled back there too
+            outcome["production"] = carry_out(
+                decision, package, settings.for_production(), active, lease_holder
+            )
         return outcome
 
     try:
@@ -653,6 +699,10 @@ def handle_package_event(
             resumed = resume_pending(settings, active, lease_holder)
             if resumed is not None:
                 result = result | {"resumed": resumed}
+        if settings.staged and (result.get("production") or {}).get("action") != "deferred":
+            resumed = resume_pending(settings.for_production(), active, lease_holder)
+            if resumed is not None:
+                result = result | {"production_resumed": resumed}
         return result
     except ClientError as exc:
         logger.error(
@@ -672,15 +722,135 @@ def handle_endpoint_event(
     detail = event.detail
     if event.account != own_account_id():
         return ignore("foreign-account", account=event.account).as_response()
-    if not settings.deploys_endpoint or detail.endpoint_name != settings.endpoint_name:
+    production = settings.staged and detail.endpoint_name == settings.production_endpoint_name
+    if not settings.deploys_endpoint or (detail.endpoint_name != settings.endpoint_name and not production):
         return ignore("foreign-endpoint", endpoint=detail.endpoint_name).as_response()
     if detail.endpoint_status != "IN_SERVICE":
         return ignore("endpoint-not-in-service", endpoint_status=detail.endpoint_status).as_response()
     active = services or DeployServices.from_settings(settings)
-    resumed = resume_pending(settings, active, holder(context))
-    if resumed is None:
-        return {"status": "nothing-pending", "endpoint_name": detail.endpoint_name}
-    return {"status": "resumed", "endpoint_name": detail.endpoint_name, **resumed}
+    target = settings.for_production() if production else settings
+    resumed = resume_pending(target, active, holder(context))
+    answer: dict[str, Any] = (
+        {"status": "nothing-pending", "endpoint_name": detail.endpoint_name}
+        if resumed is None
+        else {"status": "resumed", "endpoint_name": detail.endpoint_name, **resumed}
+    )
+    if settings.staged and not production:
+        answer["smoke_test"] = smoke_test_if_due(settings, active, context)
+    return answer
+
+
+# --- staged promotion (orchestrator.promote) ---------------------------------------------------------
+def smoke_test_if_due(
+    settings: DeploySettings, services: DeployServices, context: Any = None
+) -> dict[str, Any]:
+    """Smoke-test what the staging endpoint serves, once per endpoint config, when it is InService."""
+    endpoint = str(settings.endpoint_name)
+    described = services.sagemaker.describe_endpoint(endpoint) or {}
+    status = canonical_status(str(described.get("EndpointStatus", "")))
+    if status != "IN_SERVICE":
+        return {"action": "none", "reason": "endpoint-not-in-service", "endpoint_status": status}
+    config = str(described["EndpointConfigName"])
+    package_arn = package_of_config(services.sagemaker, config)
+    if package_arn is None:
+        return {"action": "none", "reason": "no-package-behind-config", "endpoint_config_name": config}
+    record = services.ledger.get(package_pk(package_arn), STAGING_RECORD)
+    if record is not None and record.get("endpoint_config_name") == config:
+        return {"action": "none", "reason": "already-tested", "passed": bool(record.get("passed"))}
+    description = services.sagemaker.describe_model_package(package_arn)
+    if description is None or description.get("ModelApprovalStatus") != "Approved":
+        logger.info("staging serves a package that is not approved: no smoke test", package_arn=package_arn)
+        return {"action": "none", "reason": "not-approved", "package_arn": package_arn}
+
+    def test(_: dict[str, Any]) -> dict[str, Any]:
+        package = read_package(description, None, services)
+        prefix = held_out_prefix(package, settings.artifact_bucket)
+        rows = held_out_rows(prefix, settings.smoke_test_rows) if prefix else []
+        result = smoke_test(package, endpoint, config, rows, settings)
+        record_smoke_result(result, services.ledger, services.sagemaker, services.notifier)
+        return {
+            "action": "smoke-tested",
+            "package_arn": package_arn,
+            "endpoint_config_name": config,
+            "passed": result.passed,
+            "failures": list(result.failures),
+        }
+
+    return run_once(
+        settings.ledger_table_name,
+        ("endpoint", "config"),
+        test,
+        key={"endpoint": endpoint, "config": config},
+        context=context,
+    )
+
+
+def handle_promotion(
+    event: ModelPackageStateEvent,
+    settings: DeploySettings,
+    context: Any = None,
+    services: DeployServices | None = None,
+) -> dict[str, Any]:
+    """A package's ModelLifeCycle changed: if it now says Production / Approved, deploy the same package to
+    production, unless it skipped staging, failed its smoke test, was rejected or was superseded there."""
+    detail, account = event.detail, own_account_id()
+    active = services or DeployServices.from_settings(settings)
+    description = active.sagemaker.describe_model_package(detail.model_package_arn)
+    failure = verification_failure(description, event, settings, account)
+    if failure or description is None:
+        return ignore(
+            package_arn=detail.model_package_arn, **(failure or {"reason": "package-not-found"})
+        ).as_response()
+    stage, stage_status = life_cycle(description)
+    if (stage, stage_status) != (PRODUCTION, PROMOTION_STATUS):
+        return ignore("not-a-promotion", stage=stage, stage_status=stage_status).as_response()
+    arn = str(description["ModelPackageArn"])
+    decision = Decision(arn, "Approved", decided_at(description, event.time), event.id)
+    production = settings.for_production()
+    lease_holder = holder(context)
+
+    def promote(_: dict[str, Any]) -> dict[str, Any]:
+        staging = active.sagemaker.describe_endpoint(str(settings.endpoint_name))
+        record = active.ledger.get(package_pk(arn), STAGING_RECORD)
+        refusal = promotion_refusal(description, staging, record)
+        if refusal is not None:
+            return refused(refusal, arn, active.notifier)
+        package = read_package(description, decision.decided_at, active)
+        promoted_by = _approver(description)
+        active.ledger.put(
+            package_pk(arn),
+            PRODUCTION_RECORD,
+            kind="stage",
+            stage=PRODUCTION,
+            promoted_by=promoted_by,
+            promoted_at=decision.decided_at,
+            stage_description=(description.get("ModelLifeCycle") or {}).get("StageDescription"),
+            tested_config=(record or {}).get("endpoint_config_name"),
+            event_id=event.id,
+        )
+        logger.info(
+            "promotion to production accepted",
+            package_arn=arn,
+            promoted_by=promoted_by,
+            promoted_at=decision.decided_at,
+            endpoint_name=production.endpoint_name,
+        )
+        metrics.add_metric(name="Promotions", unit="Count", value=1)
+        endpoint = carry_out(decision, package, production, active, lease_holder, reason="promoted")
+        return {"status": "promoted", "package_arn": arn, "promoted_by": promoted_by, "endpoint": endpoint}
+
+    result = run_once(
+        settings.ledger_table_name,
+        ("package_arn", "stage", "modified"),
+        promote,
+        key={"package_arn": arn, "stage": PRODUCTION, "modified": decision.decided_at},
+        context=context,
+    )
+    if (result.get("endpoint") or {}).get("action") != "deferred":
+        resumed = resume_pending(production, active, lease_holder)
+        if resumed is not None:
+            result = result | {"resumed": resumed}
+    return result
 
 
 def invocation_id(context: Any) -> str:

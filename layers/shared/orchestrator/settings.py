@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
@@ -130,6 +130,18 @@ class DeploySettings(_EnvSettings):
     batch_input_uri: OptionalS3Uri = Field(default=None, alias="BATCH_INPUT_URI")
     batch_output_uri: OptionalS3Uri = Field(default=None, alias="BATCH_OUTPUT_URI")
     transform_instance_type: str = Field(default="ml.m5.large", alias="TRANSFORM_INSTANCE_TYPE")
+    # Staged promotion (orchestrator.promote): approvals deploy to ENDPOINT_NAME (staging), where a smoke
+    # test runs; a package whose ModelLifeCycle is set to Production / Approved goes to this endpoint.
+    production_endpoint_name: OptionalText = Field(default=None, alias="PRODUCTION_ENDPOINT_NAME")
+    production_instance_type: str = Field(default="ml.m5.large", alias="PRODUCTION_INSTANCE_TYPE")
+    production_instance_count: int = Field(default=1, alias="PRODUCTION_INSTANCE_COUNT", ge=1)
+    production_rollback_alarm_names: CommaList = Field(default=(), alias="PRODUCTION_ROLLBACK_ALARM_NAMES")
+    smoke_test_rows: int = Field(default=20, alias="SMOKE_TEST_ROWS", ge=1, le=1000)
+    smoke_test_max_error_rate: float = Field(default=0.0, alias="SMOKE_TEST_MAX_ERROR_RATE", ge=0, le=1)
+    smoke_test_max_p95_ms: float = Field(default=1000.0, alias="SMOKE_TEST_MAX_P95_MS", gt=0)
+    smoke_test_max_rmse: float = Field(default=6.0, alias="SMOKE_TEST_MAX_RMSE", gt=0)
+    # which endpoint these settings aim at: "staging" (or the only endpoint) unless for_production() made them
+    serving_stage: ClassVar[str] = "staging"
 
     @model_validator(mode="after")
     def _target_needs_its_settings(self) -> DeploySettings:
@@ -145,7 +157,31 @@ class DeploySettings(_EnvSettings):
             raise ValueError(
                 "ARTIFACT_BUCKET is required when DATA_CAPTURE_PERCENT > 0 (capture destination)"
             )
+        if self.production_endpoint_name and not self.deploys_endpoint:
+            raise ValueError("PRODUCTION_ENDPOINT_NAME needs DEPLOY_TARGET endpoint or both (staging first)")
+        if self.production_endpoint_name and self.production_endpoint_name == self.endpoint_name:
+            raise ValueError("PRODUCTION_ENDPOINT_NAME must differ from ENDPOINT_NAME (the staging endpoint)")
         return self
+
+    @property
+    def staged(self) -> bool:
+        """Approvals go to staging, and promotions to production."""
+        return bool(self.production_endpoint_name) and self.deploys_endpoint
+
+    def for_production(self) -> DeploySettings:
+        """The same settings aimed at the production endpoint, its instances and its rollback alarms."""
+        fields = dict(self.__dict__)
+        fields.update(
+            {
+                "endpoint_name": self.production_endpoint_name,
+                "endpoint_instance_type": self.production_instance_type,
+                "endpoint_instance_count": self.production_instance_count,
+                "rollback_alarm_names": self.production_rollback_alarm_names,
+                "deploy_target": DeployTarget.ENDPOINT,
+                "production_endpoint_name": None,
+            }
+        )
+        return _ProductionSettings.model_construct(**fields)
 
     @property
     def deploys_endpoint(self) -> bool:
@@ -154,6 +190,12 @@ class DeploySettings(_EnvSettings):
     @property
     def deploys_batch(self) -> bool:
         return self.deploy_target in (DeployTarget.BATCH, DeployTarget.BOTH)
+
+
+class _ProductionSettings(DeploySettings):
+    """DeploySettings aimed at the production endpoint (DeploySettings.for_production)."""
+
+    serving_stage: ClassVar[str] = "production"
 
 
 SettingsT = TypeVar("SettingsT", bound=_EnvSettings)

@@ -1,0 +1,469 @@
+"""Staged promotion (orchestrator.promote): approval → staging → smoke test → a second, explicit act → the
+same package in production; every refusal.
+
+Model Registry's stage construct (SageMaker developer guide, model-registry-staging-construct): a package's
+ModelLifeCycle {Stage, StageStatus, StageDescription} is set with UpdateModelPackage and its change arrives
+as "SageMaker Model Package State Change" with UpdatedModelPackageFields naming "ModelLifeCycle". moto 5.2.5
+drops ModelLifeCycle, so `LifeCycles` keeps it beside moto (as the local cloud does).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from botocore.response import StreamingBody
+
+from functions.deploy.app import lambda_handler
+from orchestrator.promote import _p95, held_out_rows, smoke_test
+from orchestrator.settings import DeploySettings, load_settings
+from tests.events import load_event
+from tests.unit.conftest import (
+    BUCKET,
+    ENDPOINT,
+    ENVIRONMENT,
+    GROUP,
+    TABLE,
+    Cloud,
+    decide,
+    logged,
+    register_package,
+    reset_caches,
+)
+from tests.unit.fakes import client_error
+
+PRODUCTION = "mlops-demo-production"
+EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-demo-pipeline/execution/"
+FEATURES = ["CRIM", "ZN", "RM", "LSTAT"]
+
+
+@dataclass
+class LifeCycles:
+    """ModelLifeCycle kept beside moto: UpdateModelPackage stores it, Describe/List return it."""
+
+    by_arn: dict[str, dict[str, str]] = field(default_factory=dict)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+    def install(self, cloud: Cloud) -> None:
+        def update(params: dict[str, Any], moto: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+            self.updates.append(params)
+            if "ModelLifeCycle" in params:
+                self.by_arn[params["ModelPackageArn"].lower()] = dict(params["ModelLifeCycle"])
+            # moto 5.2.5's update sets what the request leaves out to None; UpdateModelPackage keeps it (and
+            # merges CustomerMetadataProperties), as the local cloud does (localcloud.aws.sagemaker)
+            current = cloud.sagemaker.describe_model_package(ModelPackageName=params["ModelPackageArn"])
+            rest = {key: value for key, value in params.items() if key != "ModelLifeCycle"}
+            rest.setdefault("ModelApprovalStatus", current["ModelApprovalStatus"])
+            if current.get("ApprovalDescription"):
+                rest.setdefault("ApprovalDescription", current["ApprovalDescription"])
+            metadata = dict(current.get("CustomerMetadataProperties") or {})
+            metadata.update(params.get("CustomerMetadataProperties") or {})
+            rest["CustomerMetadataProperties"] = metadata
+            return moto(rest)
+
+        def describe(params: dict[str, Any], moto: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+            answer = moto(params)
+            stage = self.by_arn.get(str(answer.get("ModelPackageArn", "")).lower())
+            return answer | ({"ModelLifeCycle": stage} if stage else {})
+
+        cloud.through_moto("UpdateModelPackage", update)
+        cloud.through_moto("DescribeModelPackage", describe)
+
+
+@dataclass
+class Model:
+    """The staging endpoint's model, as InvokeEndpoint reaches it: predicts target + `offset`."""
+
+    offset: float = 0.5
+    failing_rows: set[int] = field(default_factory=set)
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    truth: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(params)
+        if len(self.calls) in self.failing_rows:
+            raise client_error("ModelError", "Received server error (500) from primary", "InvokeEndpoint")
+        value = self.truth[params["Body"].decode() if isinstance(params["Body"], bytes) else params["Body"]]
+        body = f"{value + self.offset}\n".encode()
+        return {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "text/csv"}
+
+
+@pytest.fixture
+def staged(monkeypatch: pytest.MonkeyPatch, cloud: Cloud) -> Iterator[tuple[LifeCycles, Model]]:
+    monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", PRODUCTION)
+    monkeypatch.setenv("PRODUCTION_INSTANCE_TYPE", "ml.c5.xlarge")
+    monkeypatch.setenv("PRODUCTION_INSTANCE_COUNT", "2")
+    monkeypatch.setenv("SMOKE_TEST_ROWS", "20")
+    monkeypatch.setenv("SMOKE_TEST_MAX_RMSE", "1.0")
+    monkeypatch.setenv("SMOKE_TEST_MAX_ERROR_RATE", "0")
+    reset_caches()
+    stages = LifeCycles()
+    stages.install(cloud)
+    model = Model()
+    cloud.apis.serve("sagemaker-runtime", "InvokeEndpoint", model)
+    yield stages, model
+
+
+def package(cloud: Cloud, model: Model, n: int, rows: int = 25) -> str:
+    """A package whose run wrote `rows` held-out rows (header, features, target last) where the pipeline
+    writes them: pipelines/<execution id>/PreprocessData/test/."""
+    execution = f"{EXECUTION}run{n:09d}"
+    lines = [",".join([*FEATURES, "MEDV"])]
+    for row in range(rows):
+        features = [f"{n}.{row}", "0", f"{6 + row / 100:.2f}", f"{row % 7}"]
+        target = 20.0 + row
+        model.truth[",".join(features)] = target
+        lines.append(",".join([*features, str(target)]))
+    cloud.s3.put_object(
+        Bucket=BUCKET,
+        Key=f"pipelines/run{n:09d}/PreprocessData/test/test-algo-1.csv",
+        Body=("\n".join(lines) + "\n").encode(),
+    )
+    return register_package(cloud, f"{n:040x}", execution, f"tune-model-{n:03d}")
+
+
+def in_service(endpoint: str = ENDPOINT) -> dict[str, Any]:
+    event = load_event("endpoint_in_service")
+    event["detail"]["EndpointName"] = endpoint
+    event["detail"]["EndpointArn"] = f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{endpoint}"
+    return event
+
+
+def set_stage(
+    cloud: Cloud, arn: str, stage: str, status: str, note: str = "", event_id: str = ""
+) -> dict[str, Any]:
+    """Someone sets the package's ModelLifeCycle; returns the event SageMaker sends for it."""
+    life_cycle = {"Stage": stage, "StageStatus": status} | ({"StageDescription": note} if note else {})
+    cloud.sagemaker.update_model_package(ModelPackageArn=arn, ModelLifeCycle=life_cycle)
+    described = cloud.sagemaker.describe_model_package(ModelPackageName=arn)
+    event = load_event("model_package_approved")
+    version = int(arn.rsplit("/", 1)[-1])
+    event["id"] = event_id or f"{event['id'][:-6]}{version:02d}{len(cloud.apis.calls) % 10000:04d}"
+    event["resources"] = [arn]
+    event["detail"].update(
+        ModelPackageArn=arn,
+        ModelPackageVersion=version,
+        ModelApprovalStatus=described["ModelApprovalStatus"],
+        UpdatedModelPackageFields=["ModelLifeCycle"],
+    )
+    return event
+
+
+def promote(cloud: Cloud, arn: str, context: Any) -> dict[str, Any]:
+    return lambda_handler(set_stage(cloud, arn, "Production", "Approved", "numbers look right"), context)
+
+
+def approved_and_tested(cloud: Cloud, model: Model, n: int, context: Any) -> tuple[str, dict[str, Any]]:
+    arn = package(cloud, model, n)
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    return arn, lambda_handler(in_service(), context)
+
+
+def production_package(cloud: Cloud) -> str | None:
+    try:
+        endpoint = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)
+    except cloud.sagemaker.exceptions.ClientError:
+        return None
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    model = cloud.sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    return str(model["Containers"][0]["ModelPackageName"])
+
+
+def ledger(cloud: Cloud, pk: str, sk: str) -> dict[str, Any] | None:
+    import boto3
+    from boto3.dynamodb.types import TypeDeserializer
+
+    item = (
+        boto3.client("dynamodb").get_item(TableName=TABLE, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item")
+    )
+    return None if item is None else {k: TypeDeserializer().deserialize(v) for k, v in item.items()}
+
+
+# --- the smoke test ----------------------------------------------------------------------------------
+def test_staging_in_service_runs_the_smoke_test_on_held_out_rows_and_records_it(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    stages, model = staged
+    # GIVEN v1 approved and deployed to the staging endpoint
+    arn, result = approved_and_tested(cloud, model, 1, context)
+
+    # THEN 20 held-out rows (SMOKE_TEST_ROWS) went to the staging endpoint as CSV features, target dropped
+    assert len(model.calls) == 20
+    first = model.calls[0]
+    assert first["EndpointName"] == ENDPOINT
+    assert (first["ContentType"], first["Accept"]) == ("text/csv", "text/csv")
+    assert first["Body"] in (b"1.0,0,6.00,0", "1.0,0,6.00,0")
+    # AND the result is on the package: stage Staging / Passed, its description and metadata
+    smoke = result["smoke_test"]
+    assert (smoke["action"], smoke["passed"], smoke["package_arn"]) == ("smoke-tested", True, arn)
+    assert stages.by_arn[arn.lower()]["Stage"] == "Staging"
+    assert stages.by_arn[arn.lower()]["StageStatus"] == "Passed"
+    assert "20 rows, 0 errors" in stages.by_arn[arn.lower()]["StageDescription"]
+    assert "RMSE 0.5" in stages.by_arn[arn.lower()]["StageDescription"]
+    metadata = cloud.sagemaker.describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
+    assert (metadata["SmokeTestResult"], metadata["SmokeTestRmse"], metadata["SmokeTestRows"]) == (
+        "Passed",
+        "0.5",
+        "20",
+    )
+    # AND in the ledger, on the package, with the config it tested
+    record = ledger(cloud, f"PACKAGE#{arn}", "STAGE#Staging")
+    assert record is not None and record["passed"] is True and float(record["rmse"]) == 0.5
+    assert record["endpoint_config_name"] == smoke["endpoint_config_name"]
+
+    # WHEN the endpoint event comes again (EventBridge delivers at least once)
+    again = lambda_handler(in_service(), context)
+    # THEN nothing is sent twice
+    assert again["smoke_test"]["reason"] == "already-tested"
+    assert len(model.calls) == 20
+
+
+def test_a_model_worse_than_the_threshold_fails_the_smoke_test_and_people_are_told(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    stages, model = staged
+    model.offset = 1.01  # RMSE 1.01 against SMOKE_TEST_MAX_RMSE 1.0: the near miss
+    arn, result = approved_and_tested(cloud, model, 1, context)
+    assert result["smoke_test"]["passed"] is False
+    assert result["smoke_test"]["failures"] == ["RMSE 1.01 > 1.0"]
+    assert stages.by_arn[arn.lower()]["StageStatus"] == "Failed"
+    assert any("Smoke test failed" in n["Subject"] for n in cloud.notifications())
+
+
+def test_one_error_in_twenty_fails_at_a_zero_error_budget_and_passes_at_five_percent() -> None:
+    settings = load_settings(DeploySettings, ENVIRONMENT | {"SMOKE_TEST_MAX_RMSE": "2"})
+    model = Model(failing_rows={3})
+    rows = []
+    for row in range(20):
+        model.truth[f"{row}"] = float(row)
+        rows.append((f"{row}", float(row)))
+
+    class Runtime:
+        def invoke_endpoint(self, **params: Any) -> dict[str, Any]:
+            return model(params)
+
+    from orchestrator.domain import PackageLineage
+
+    pkg = PackageLineage("arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1", "g", 1, "Approved", "")
+    strict = smoke_test(pkg, ENDPOINT, "config", rows, settings, Runtime())
+    assert (strict.errors, strict.error_rate, strict.passed) == (1, 0.05, False)
+    assert strict.failures == ("error rate 0.050 > 0.0",)
+    model.calls.clear()
+    lenient = smoke_test(
+        pkg,
+        ENDPOINT,
+        "config",
+        rows,
+        settings.model_copy(update={"smoke_test_max_error_rate": 0.05}),
+        Runtime(),
+    )
+    assert (lenient.errors, lenient.passed) == (1, True)
+
+
+def test_no_held_out_rows_is_a_failed_smoke_test_not_a_pass(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    arn = package(cloud, model, 1, rows=0)
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    result = lambda_handler(in_service(), context)
+    assert result["smoke_test"]["passed"] is False
+    assert "no held-out rows to test with" in result["smoke_test"]["failures"]
+    assert model.calls == []
+
+
+def test_held_out_rows_skip_the_header_blank_and_non_numeric_targets(cloud: Cloud) -> None:
+    body = "a,b,y\n1,2,3\n\n4,,6\n7,8,nan\n9,10,x\n11,12,13\n"
+    cloud.s3.put_object(
+        Bucket=BUCKET, Key="pipelines/r/PreprocessData/test/test-algo-1.csv", Body=body.encode()
+    )
+    cloud.s3.put_object(Bucket=BUCKET, Key="pipelines/r/PreprocessData/test/notes.txt", Body=b"1,2,3\n")
+    rows = held_out_rows(f"s3://{BUCKET}/pipelines/r/PreprocessData/test/", 10)
+    assert rows == [("1,2", 3.0), ("11,12", 13.0)]
+    assert held_out_rows(f"s3://{BUCKET}/pipelines/r/PreprocessData/test/", 1) == [("1,2", 3.0)]
+
+
+def test_p95_is_the_nearest_rank() -> None:
+    assert _p95([]) is None
+    assert _p95([float(v) for v in range(1, 21)]) == 19.0
+    assert _p95([float(v) for v in range(1, 101)]) == 95.0
+    assert _p95([5.0]) == 5.0
+
+
+# --- promotion ---------------------------------------------------------------------------------------
+def test_promotion_deploys_the_same_package_to_production_and_records_who_and_when(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    arn, _ = approved_and_tested(cloud, model, 1, context)
+
+    # WHEN a person promotes it (ModelLifeCycle Production / Approved)
+    result = promote(cloud, arn, context)
+
+    # THEN the production endpoint serves that very package, on production's instances
+    assert result["status"] == "promoted"
+    assert result["endpoint"]["action"] == "created"
+    assert production_package(cloud) == arn
+    config_name = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    assert config_name.startswith(f"{PRODUCTION}-v1-")
+    [variant] = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=config_name)["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.c5.xlarge", 2)
+    # AND who promoted it and when is in the ledger, beside the staging result it relied on
+    record = ledger(cloud, f"PACKAGE#{arn}", "STAGE#Production")
+    described = cloud.sagemaker.describe_model_package(ModelPackageName=arn)
+    assert record is not None and record["promoted_by"] == result["promoted_by"]
+    assert record["promoted_by"] == described["LastModifiedBy"].get("UserProfileName")
+    assert record["promoted_at"].startswith(described["LastModifiedTime"].strftime("%Y-%m-%dT%H:%M"))
+    assert record["stage_description"] == "numbers look right"
+    assert record["tested_config"].startswith(f"{ENDPOINT}-v1-")
+    deployment = ledger(cloud, f"ENDPOINT#{PRODUCTION}", f"CONFIG#{config_name}")
+    assert deployment is not None and deployment["reason"] == "promoted" and deployment["package_arn"] == arn
+    # AND staging still serves it too
+    assert cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"].startswith(
+        f"{ENDPOINT}-v1-"
+    )
+
+
+def test_a_duplicated_promotion_event_deploys_once(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    arn, _ = approved_and_tested(cloud, model, 1, context)
+    event = set_stage(cloud, arn, "Production", "Approved")
+    first = lambda_handler(event, context)
+    second = lambda_handler(json.loads(json.dumps(event)), context)
+    assert first == second
+    assert first["status"] == "promoted"
+    assert len(cloud.sagemaker.list_endpoints(NameContains="production")["Endpoints"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        ("never-tested", "not-tested-in-staging"),
+        ("failed", "failed-smoke-test"),
+        ("rejected-since", "not-approved"),
+        ("superseded", "superseded-in-staging"),
+    ],
+)
+def test_production_refuses_a_package_that_did_not_earn_it(
+    cloud: Cloud,
+    context: Any,
+    staged: tuple[LifeCycles, Model],
+    caplog: pytest.LogCaptureFixture,
+    setup: str,
+    reason: str,
+) -> None:
+    _, model = staged
+    if setup == "never-tested":  # approved and deployed to staging, but its endpoint never came InService
+        arn = package(cloud, model, 1)
+        lambda_handler(decide(cloud, arn, "Approved"), context)
+    elif setup == "failed":
+        model.offset = 3.0
+        arn, _ = approved_and_tested(cloud, model, 1, context)
+    elif setup == "rejected-since":  # passed, then rejected (staging has nothing to roll back to)
+        arn, _ = approved_and_tested(cloud, model, 1, context)
+        lambda_handler(decide(cloud, arn, "Rejected"), context)
+    else:  # passed, then v2 passed too and took its place in staging
+        arn, _ = approved_and_tested(cloud, model, 1, context)
+        approved_and_tested(cloud, model, 2, context)
+
+    result = promote(cloud, arn, context)
+
+    assert (result["status"], result["reason"]) == ("refused", reason)
+    assert production_package(cloud) is None
+    assert ledger(cloud, f"PACKAGE#{arn}", "STAGE#Production") is None
+    [line] = logged(caplog, "promotion refused")
+    assert line["reason"] == reason and line["package_arn"] == arn
+    assert any(reason in n["Subject"] for n in cloud.notifications())
+
+
+def test_the_package_staging_serves_now_may_be_promoted_after_the_one_it_replaced_was_refused(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    assert promote(cloud, v1, context)["reason"] == "superseded-in-staging"
+    assert promote(cloud, v2, context)["status"] == "promoted"
+    assert production_package(cloud) == v2
+
+
+@pytest.mark.parametrize(("stage", "status"), [("Production", "PendingApproval"), ("Staging", "Approved")])
+def test_a_stage_change_that_is_not_the_promotion_is_ignored(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], stage: str, status: str
+) -> None:
+    _, model = staged
+    arn, _ = approved_and_tested(cloud, model, 1, context)
+    result = lambda_handler(set_stage(cloud, arn, stage, status), context)
+    assert (result["status"], result["reason"]) == ("ignored", "not-a-promotion")
+    assert production_package(cloud) is None
+
+
+def test_the_smoke_test_result_the_handler_writes_does_not_loop_back_as_a_decision(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    arn, _ = approved_and_tested(cloud, model, 1, context)
+    # the handler's own UpdateModelPackage(ModelLifeCycle Staging/Passed) comes back as an event
+    event = load_event("model_package_approved")
+    event["detail"].update(
+        ModelPackageArn=arn,
+        ModelPackageVersion=1,
+        UpdatedModelPackageFields=["CustomerMetadataProperties", "ModelLifeCycle"],
+    )
+    event["resources"] = [arn]
+    result = lambda_handler(event, context)
+    assert (result["status"], result["reason"]) == ("ignored", "not-a-promotion")
+
+
+def test_without_a_production_endpoint_a_stage_change_is_not_a_decision(cloud: Cloud, context: Any) -> None:
+    stages = LifeCycles()
+    stages.install(cloud)
+    arn = register_package(cloud, "1" * 40, f"{EXECUTION}run1", "tune-model-001")
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    result = lambda_handler(set_stage(cloud, arn, "Production", "Approved"), context)
+    assert (result["status"], result["reason"]) == ("ignored", "approval-unchanged")
+
+
+def test_rejecting_the_package_production_serves_rolls_production_back_to_the_one_it_served_before(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    promote(cloud, v2, context)
+    v3 = package(cloud, model, 3)  # approved later, never promoted: production must not roll back to it
+    lambda_handler(decide(cloud, v3, "Approved"), context)
+    assert production_package(cloud) == v2
+
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+
+    assert result["production"]["status"] == "rolled-back"
+    assert production_package(cloud) == v1
+    deployment = ledger(
+        cloud,
+        f"ENDPOINT#{PRODUCTION}",
+        f"CONFIG#{cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)['EndpointConfigName']}",
+    )
+    assert deployment is not None and deployment["reason"] == "rollback-from-v2"
+
+
+def test_settings_refuse_a_production_endpoint_that_is_the_staging_one_or_without_an_endpoint() -> None:
+    from orchestrator.errors import SettingsError
+
+    with pytest.raises(SettingsError, match="must differ from ENDPOINT_NAME"):
+        load_settings(DeploySettings, ENVIRONMENT | {"PRODUCTION_ENDPOINT_NAME": ENDPOINT})
+    with pytest.raises(SettingsError, match="needs DEPLOY_TARGET endpoint or both"):
+        load_settings(
+            DeploySettings, ENVIRONMENT | {"PRODUCTION_ENDPOINT_NAME": PRODUCTION, "DEPLOY_TARGET": "batch"}
+        )
+    production = load_settings(DeploySettings, ENVIRONMENT | {"PRODUCTION_ENDPOINT_NAME": PRODUCTION})
+    assert production.staged and production.for_production().endpoint_name == PRODUCTION
+    assert not production.for_production().staged
+    assert production.for_production().model_package_group_name == GROUP
