@@ -250,6 +250,64 @@ def test_updating_only_metadata_keeps_the_approval_and_says_what_changed(client,
     assert changes[-1]["detail"]["UpdatedModelPackageFields"] == ["CustomerMetadataProperties"]
 
 
+def test_a_life_cycle_stage_is_kept_described_listed_and_announced(client, package_group, events):
+    # Model Registry's stage construct: ModelLifeCycle on UpdateModelPackage, returned by
+    # DescribeModelPackage and in ListModelPackages' ModelPackageSummary (botocore), announced as a
+    # "SageMaker Model Package State Change" (model-registry-staging-construct-event-bridge)
+    arn = _create_package(client, package_group)
+    sagemaker = client("sagemaker")
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+    stage = {"Stage": "Production", "StageStatus": "Approved", "StageDescription": "smoke test passed"}
+
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelLifeCycle=stage)
+
+    described = sagemaker.describe_model_package(ModelPackageName=arn)
+    assert described["ModelLifeCycle"] == stage
+    assert described["ModelApprovalStatus"] == "Approved"  # what the update left out is kept
+    [summary] = sagemaker.list_model_packages(ModelPackageGroupName=package_group)["ModelPackageSummaryList"]
+    assert summary["ModelLifeCycle"] == stage
+    assert "InferenceSpecification" not in summary  # a summary carries ModelPackageSummary's members only
+    changes = events.of("SageMaker Model Package State Change", ModelPackageArn=arn)
+    assert changes[-1]["detail"]["UpdatedModelPackageFields"] == ["ModelLifeCycle"]
+    assert changes[-1]["detail"]["ModelLifeCycle"] == stage
+    assert changes[-1]["detail"]["ModelApprovalStatus"] == "Approved"
+
+
+def test_a_package_may_be_created_in_a_stage(client, package_group):
+    sagemaker = client("sagemaker")
+    arn = sagemaker.create_model_package(
+        ModelPackageGroupName=package_group,
+        InferenceSpecification={
+            "Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://b/model.tar.gz"}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelLifeCycle={"Stage": "Development", "StageStatus": "InProgress"},
+    )["ModelPackageArn"]
+    described = sagemaker.describe_model_package(ModelPackageName=arn)
+    assert described["ModelLifeCycle"] == {"Stage": "Development", "StageStatus": "InProgress"}
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [
+        {"Stage": "Pre Production", "StageStatus": "Approved"},  # a space: not an EntityName
+        {"Stage": "Production", "StageStatus": "-Approved"},  # must start with a letter or digit
+        {"Stage": "P" * 64, "StageStatus": "Approved"},  # 63 characters at most
+        {"Stage": "Production", "StageStatus": "Approved", "StageDescription": "x" * 1025},
+    ],
+)
+def test_a_stage_that_is_not_an_entity_name_is_refused_and_changes_nothing(client, package_group, stage):
+    # botocore's ModelLifeCycle: Stage and StageStatus match [a-zA-Z0-9](-*[a-zA-Z0-9]){0,62};
+    # StageDescription is at most 1,024 characters (API reference, API_ModelLifeCycle)
+    arn = _create_package(client, package_group)
+    sagemaker = client("sagemaker")
+    with pytest.raises(ClientError) as refused:
+        sagemaker.update_model_package(ModelPackageArn=arn, ModelLifeCycle=stage)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "ModelLifeCycle" not in sagemaker.describe_model_package(ModelPackageName=arn)
+
+
 @pytest.fixture
 def endpoint_configs(client, unique):
     sagemaker = client("sagemaker")

@@ -92,6 +92,65 @@ class Model:
         return {"Body": StreamingBody(io.BytesIO(body), len(body)), "ContentType": "text/csv"}
 
 
+@dataclass
+class Runs:
+    """ListPipelineExecutionSteps (moto lacks it) for each run: its PreprocessData step ran, or reused from
+    the cache, a processing job whose "test" output is the held-out split."""
+
+    steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def install(self, cloud: Cloud) -> None:
+        def answer(params: dict[str, Any]) -> dict[str, Any]:
+            if params["PipelineExecutionArn"] not in self.steps:
+                raise client_error(
+                    "ResourceNotFound", "Pipeline execution not found", "ListPipelineExecutionSteps"
+                )
+            return {"PipelineExecutionSteps": self.steps[params["PipelineExecutionArn"]]}
+
+        cloud.apis.serve("sagemaker", "ListPipelineExecutionSteps", answer)
+
+    def preprocessed(
+        self, cloud: Cloud, execution_arn: str, job: str, test_uri: str, cached_from: str = ""
+    ) -> None:
+        if not cached_from:
+            cloud.sagemaker.create_processing_job(
+                ProcessingJobName=job,
+                ProcessingResources={
+                    "ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 30}
+                },
+                AppSpecification={"ImageUri": ENVIRONMENT["PROCESSING_IMAGE_URI"]},
+                RoleArn=ENVIRONMENT["SAGEMAKER_ROLE_ARN"],
+                ProcessingOutputConfig={
+                    "Outputs": [
+                        {
+                            "OutputName": name,
+                            "S3Output": {
+                                "S3Uri": uri,
+                                "LocalPath": f"/opt/ml/processing/output/{name}",
+                                "S3UploadMode": "EndOfJob",
+                            },
+                        }
+                        for name, uri in (("train", test_uri.replace("/test", "/train")), ("test", test_uri))
+                    ]
+                },
+            )
+        arn = f"arn:aws:sagemaker:us-east-1:123456789012:processing-job/{job}"
+        step: dict[str, Any] = {
+            "StepName": "PreprocessData",
+            "StepStatus": "Succeeded",
+            "Metadata": {"ProcessingJob": {"Arn": arn}},
+        }
+        if cached_from:
+            step["CacheHitResult"] = {"SourcePipelineExecutionArn": cached_from}
+        self.steps[execution_arn] = [
+            step,
+            {"StepName": "TuneModel", "StepStatus": "Succeeded", "Metadata": {}},
+        ]
+
+
+RUNS = Runs()
+
+
 @pytest.fixture
 def staged(monkeypatch: pytest.MonkeyPatch, cloud: Cloud) -> Iterator[tuple[LifeCycles, Model]]:
     monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", PRODUCTION)
@@ -105,13 +164,25 @@ def staged(monkeypatch: pytest.MonkeyPatch, cloud: Cloud) -> Iterator[tuple[Life
     stages.install(cloud)
     model = Model()
     cloud.apis.serve("sagemaker-runtime", "InvokeEndpoint", model)
+    RUNS.steps.clear()
+    RUNS.install(cloud)
     yield stages, model
 
 
-def package(cloud: Cloud, model: Model, n: int, rows: int = 25) -> str:
+def package(cloud: Cloud, model: Model, n: int, rows: int = 25, cached_from: int = 0) -> str:
     """A package whose run wrote `rows` held-out rows (header, features, target last) where the pipeline
-    writes them: pipelines/<execution id>/PreprocessData/test/."""
+    writes them: pipelines/<execution id>/PreprocessData/test/ (or reused run `cached_from`'s split)."""
     execution = f"{EXECUTION}run{n:09d}"
+    source = cached_from or n
+    RUNS.preprocessed(
+        cloud,
+        execution,
+        f"pipelines-run{source:09d}-PreprocessData-a1b2c3",
+        f"s3://{BUCKET}/pipelines/run{source:09d}/PreprocessData/test",
+        cached_from=f"{EXECUTION}run{cached_from:09d}" if cached_from else "",
+    )
+    if cached_from:
+        return register_package(cloud, f"{n:040x}", execution, f"tune-model-{n:03d}")
     lines = [",".join([*FEATURES, "MEDV"])]
     for row in range(rows):
         features = [f"{n}.{row}", "0", f"{6 + row / 100:.2f}", f"{row % 7}"]
@@ -262,6 +333,16 @@ def test_one_error_in_twenty_fails_at_a_zero_error_budget_and_passes_at_five_per
         Runtime(),
     )
     assert (lenient.errors, lenient.passed) == (1, True)
+    model.calls.clear()
+    near = smoke_test(
+        pkg,
+        ENDPOINT,
+        "config",
+        rows,
+        settings.model_copy(update={"smoke_test_max_error_rate": 0.04}),
+        Runtime(),
+    )
+    assert (near.error_rate, near.passed) == (0.05, False)
 
 
 def test_no_held_out_rows_is_a_failed_smoke_test_not_a_pass(
@@ -274,6 +355,21 @@ def test_no_held_out_rows_is_a_failed_smoke_test_not_a_pass(
     assert result["smoke_test"]["passed"] is False
     assert "no held-out rows to test with" in result["smoke_test"]["failures"]
     assert model.calls == []
+
+
+def test_a_run_whose_preprocessing_came_from_the_cache_is_tested_on_the_split_it_reused(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    package(cloud, model, 1)  # run 1 wrote the split
+    arn = package(cloud, model, 2, cached_from=1)  # run 2's PreprocessData was a cache hit of run 1's
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    result = lambda_handler(in_service(), context)
+    assert result["smoke_test"]["passed"] is True
+    assert {call["Body"] for call in model.calls} <= {
+        f"1.{row},0,{6 + row / 100:.2f},{row % 7}".encode() for row in range(25)
+    }
+    assert len(model.calls) == 20
 
 
 def test_held_out_rows_skip_the_header_blank_and_non_numeric_targets(cloud: Cloud) -> None:
@@ -391,6 +487,31 @@ def test_the_package_staging_serves_now_may_be_promoted_after_the_one_it_replace
     assert promote(cloud, v1, context)["reason"] == "superseded-in-staging"
     assert promote(cloud, v2, context)["status"] == "promoted"
     assert production_package(cloud) == v2
+
+
+def test_production_refuses_a_package_whose_staging_is_being_replaced_by_another(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    tested = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+
+    # GIVEN staging still serves v1 but is rolling out another config (DescribeEndpoint's
+    # PendingDeploymentSummary, as SageMaker shows an update in progress)
+    def rolling_out(params: dict[str, Any], moto: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+        answer = moto(params)
+        if params["EndpointName"] == ENDPOINT:
+            answer["PendingDeploymentSummary"] = {"EndpointConfigName": f"{ENDPOINT}-v2-0a1b2c3d"}
+        return answer
+
+    cloud.through_moto("DescribeEndpoint", rolling_out)
+    assert cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == tested
+
+    result = promote(cloud, v1, context)
+
+    assert (result["status"], result["reason"]) == ("refused", "superseded-in-staging")
+    assert result["staging_pending_config"] == f"{ENDPOINT}-v2-0a1b2c3d"
+    assert production_package(cloud) is None
 
 
 @pytest.mark.parametrize(("stage", "status"), [("Production", "PendingApproval"), ("Staging", "Approved")])

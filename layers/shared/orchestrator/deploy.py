@@ -32,8 +32,8 @@ from orchestrator.promote import (
     PRODUCTION_RECORD,
     PROMOTION_STATUS,
     STAGING_RECORD,
-    held_out_prefix,
     held_out_rows,
+    held_out_uri,
     life_cycle,
     promotion_refusal,
     record_smoke_result,
@@ -764,7 +764,7 @@ def smoke_test_if_due(
 
     def test(_: dict[str, Any]) -> dict[str, Any]:
         package = read_package(description, None, services)
-        prefix = held_out_prefix(package, settings.artifact_bucket)
+        prefix = held_out_uri(package.execution_arn, services.sagemaker)
         rows = held_out_rows(prefix, settings.smoke_test_rows) if prefix else []
         result = smoke_test(package, endpoint, config, rows, settings)
         record_smoke_result(result, services.ledger, services.sagemaker, services.notifier)

@@ -82,13 +82,25 @@ def _shown(value: float | None) -> str:
 
 
 # --- held-out rows -----------------------------------------------------------------------------------
-def held_out_prefix(package: PackageLineage, bucket: str | None) -> str | None:
-    """Where the package's own run wrote its held-out split: pipelines/<execution id>/PreprocessData/test/
-    (the pipeline builder's ProcessingOutput destination; docs/architecture.md, S3 layout)."""
-    if not bucket or not package.execution_arn or "/execution/" not in package.execution_arn:
+PREPROCESS_STEP, HELD_OUT_OUTPUT = "PreprocessData", "test"  # the pipeline builder's step and output names
+
+
+def held_out_uri(execution_arn: str | None, sagemaker: Any) -> str | None:
+    """Where the package's run wrote its held-out split: the "test" output of the processing job its
+    PreprocessData step ran (ListPipelineExecutionSteps → Metadata.ProcessingJob.Arn → DescribeProcessingJob
+    ProcessingOutputConfig). A step served from the cache carries the metadata of the job it reused, so its
+    split is found where that job wrote it, not under this run's own prefix."""
+    if not execution_arn:
         return None
-    execution_id = package.execution_arn.rsplit("/", 1)[-1]
-    return f"s3://{bucket}/pipelines/{execution_id}/PreprocessData/test/"
+    for step in sagemaker.execution_steps(execution_arn):
+        if step.get("StepName") != PREPROCESS_STEP:
+            continue
+        job_arn = str(((step.get("Metadata") or {}).get("ProcessingJob") or {}).get("Arn", ""))
+        job = sagemaker.describe_processing_job(job_arn.rsplit("/", 1)[-1]) if job_arn else None
+        for output in ((job or {}).get("ProcessingOutputConfig") or {}).get("Outputs") or []:
+            if output.get("OutputName") == HELD_OUT_OUTPUT and (output.get("S3Output") or {}).get("S3Uri"):
+                return str(output["S3Output"]["S3Uri"]).rstrip("/") + "/"
+    return None
 
 
 def held_out_rows(prefix: str, limit: int, s3: Any = None) -> list[tuple[str, float]]:
