@@ -118,14 +118,42 @@ def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) 
         cloud.wait_for_endpoint(endpoint)
         summary["endpoint_name"] = endpoint
 
+    with timer.phase("smoke test on staging"):
+        stage = wait_for_stage(cloud, package_arn, "Staging")
+        summary["smoke_test"] = stage
+        print(f"    {stage['StageStatus']}: {stage.get('StageDescription', '')}", flush=True)
+        if stage["StageStatus"] != "Passed":
+            raise DemoFailure(f"the smoke test failed on {endpoint}: {stage.get('StageDescription')}")
+
+    production = cloud.env.get("PRODUCTION_ENDPOINT_NAME") or ""
+    if production:
+        with timer.phase("promote to production"):
+            # the second, explicit act: the same package's ModelLifeCycle set to Production / Approved
+            # (the ProductionPromoterRole's one permission on AWS)
+            sagemaker.update_model_package(
+                ModelPackageArn=package_arn,
+                ModelLifeCycle={
+                    "Stage": "Production",
+                    "StageStatus": "Approved",
+                    "StageDescription": "Promoted by the local demo after its smoke test",
+                },
+            )
+            cloud.wait_for_endpoint(production)
+            summary["production_endpoint_name"] = production
+            print(f"    {production} serves {package_arn}", flush=True)
+
     with timer.phase("predict"):
         features, truths = held_out_rows(
             cloud, summary["pipeline_execution_arn"], cloud.env["TARGET_COLUMN"], rows
         )
         response = cloud.client("sagemaker-runtime").invoke_endpoint(
-            EndpointName=endpoint, ContentType="text/csv", Accept="application/json", Body="\n".join(features)
+            EndpointName=production or endpoint,
+            ContentType="text/csv",
+            Accept="application/json",
+            Body="\n".join(features),
         )
         predictions = _predictions(json.loads(response["Body"].read()))
+        summary["predictions_from"] = production or endpoint
         summary["predictions"] = [
             {"predicted": round(p, 2), "actual": t} for p, t in zip(predictions, truths, strict=True)
         ]
@@ -142,6 +170,8 @@ def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) 
             cloud.router.wait_until_idle()
         ledger = Ledger(cloud.env["LEDGER_TABLE_NAME"])
         summary["lineage"] = endpoint_lineage(ledger, endpoint)
+        if production:
+            summary["production_lineage"] = endpoint_lineage(ledger, production)
         from localcloud.cli import lineage_inputs
         from localcloud.lineage_picture import draw, lineage_graph
 
@@ -160,6 +190,19 @@ def run_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 5) 
 
     summary["seconds"] = timer.seconds | {"total": timer.total()}
     return summary
+
+
+def wait_for_stage(cloud: LocalCloud, package_arn: str, stage: str, timeout: float = 120.0) -> dict[str, Any]:
+    """The package's ModelLifeCycle once it reaches `stage` (the deploy handler records the smoke test so)."""
+    sagemaker = cloud.client("sagemaker")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sagemaker.describe_model_package(ModelPackageName=package_arn)
+        life_cycle = described.get("ModelLifeCycle") or {}
+        if life_cycle.get("Stage") == stage:
+            return dict(life_cycle)
+        time.sleep(0.2)
+    raise DemoFailure(f"package {package_arn} did not reach stage {stage} within {timeout:.0f}s")
 
 
 def _predictions(payload: Any) -> list[float]:

@@ -1,4 +1,5 @@
-"""The whole loop on the local cloud: push → pipeline → approve → endpoint → predictions → lineage."""
+"""The whole loop on the local cloud: push → pipeline → approve → staging → smoke test → promotion →
+production → predictions → lineage."""
 
 from __future__ import annotations
 
@@ -39,6 +40,13 @@ def test_push_runs_the_pipeline_and_approval_deploys_a_serving_endpoint(tmp_path
     assert summary["model_package_arn"].endswith("/1")
     assert 0 < summary["test_rmse"] < 10
     assert summary["endpoint_name"] == "mlops-demo-endpoint"
+    # staged promotion: the smoke test passed on staging, and production serves the same package
+    assert summary["smoke_test"]["Stage"] == "Staging" and summary["smoke_test"]["StageStatus"] == "Passed"
+    assert "20 rows, 0 errors" in summary["smoke_test"]["StageDescription"]
+    assert summary["predictions_from"] == summary["production_endpoint_name"] == "mlops-demo-production"
+    production = summary["production_lineage"]["serving"]
+    assert production["package_arn"] == summary["model_package_arn"]
+    assert production["reason"] == "promoted"
     assert len(summary["predictions"]) == 4
     for pair in summary["predictions"]:
         assert 0 < pair["predicted"] < 80, "a house price in $1000s"

@@ -31,6 +31,8 @@ EXPECTED_RULE: dict[str, Any] = {
     "model_package_approved": ("DeployFunction", "OnModelPackage"),
     "model_package_rejected": ("DeployFunction", "OnModelPackage"),
     "model_package_pending": None,
+    # a promotion (ModelLifeCycle Production / Approved; orchestrator.promote)
+    "model_package_promoted": ("DeployFunction", "OnModelPackage"),
 }
 
 
@@ -155,3 +157,19 @@ def test_project_name_scopes_the_sagemaker_rules() -> None:
     ]
     # THEN the staging stack's handlers take none of them
     assert {name: _matching_rules(load_event(name), patterns) for name in names} == {n: set() for n in names}
+
+
+@pytest.mark.parametrize(
+    ("updated", "reaches_deploy"),
+    [(["ModelLifeCycle"], True), (["CustomerMetadataProperties"], False), (None, False)],
+)
+def test_a_stage_change_of_a_package_pending_approval_reaches_the_deploy_handler(
+    updated: list[str] | None, reaches_deploy: bool
+) -> None:
+    # a promotion of a package nobody approved must be refused in the deploy handler's log, not dropped
+    # by the rule unseen; any other change of a pending package concerns no handler
+    event = load_event("model_package_pending")
+    if updated is not None:
+        event["detail"]["UpdatedModelPackageFields"] = updated
+    expected = {("DeployFunction", "OnModelPackage")} if reaches_deploy else set()
+    assert _matching_rules(event) == expected

@@ -440,6 +440,7 @@ def test_a_duplicated_promotion_event_deploys_once(
 @pytest.mark.parametrize(
     ("setup", "reason"),
     [
+        ("never-approved", "not-approved"),
         ("never-tested", "not-tested-in-staging"),
         ("failed", "failed-smoke-test"),
         ("rejected-since", "not-approved"),
@@ -455,7 +456,9 @@ def test_production_refuses_a_package_that_did_not_earn_it(
     reason: str,
 ) -> None:
     _, model = staged
-    if setup == "never-tested":  # approved and deployed to staging, but its endpoint never came InService
+    if setup == "never-approved":  # registered, never approved (the rule lets its stage change through)
+        arn = package(cloud, model, 1)
+    elif setup == "never-tested":  # approved and deployed to staging, but its endpoint never came InService
         arn = package(cloud, model, 1)
         lambda_handler(decide(cloud, arn, "Approved"), context)
     elif setup == "failed":

@@ -421,6 +421,28 @@ def test_an_endpoint_of_another_name_is_foreign_and_ours_in_any_case(cloud: Clou
     assert track(upper, context).get("reason") != "foreign-endpoint"
 
 
+@pytest.mark.parametrize(
+    ("name", "ours"), [("mlops-demo-production", True), ("mlops-demo-production-old", False)]
+)
+def test_the_production_endpoints_state_is_recorded_without_autoscaling_it(
+    cloud: Cloud, context: Any, monkeypatch: pytest.MonkeyPatch, name: str, ours: bool
+) -> None:
+    # staged promotion: the production endpoint's events reach the track handler too (template rule)
+    monkeypatch.setenv("PRODUCTION_ENDPOINT_NAME", "mlops-demo-production")
+    monkeypatch.setenv("AUTOSCALING_MAX_CAPACITY", "2")
+    reset_caches()
+    event = endpoint_event("IN_SERVICE", config="mlops-demo-production-v1-0a1b2c3d")
+    event["detail"]["EndpointName"] = name
+    result = track(event, context)
+    if not ours:
+        assert result["reason"] == "foreign-endpoint"
+        return
+    assert (result["status"], result["endpoint_name"]) == ("recorded", name)
+    assert "autoscaling" not in result  # AutoscalingMaxCapacity is staging's; production has none yet
+    state = Ledger(TABLE).get(f"ENDPOINT#{name}", "STATE")
+    assert state is not None and state["in_service_config"] == "mlops-demo-production-v1-0a1b2c3d"
+
+
 # --- the whole record of one change: answer, log, ledger --------------------------------------------
 def test_a_failed_runs_answer_log_and_ledger_record_in_full(
     cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture

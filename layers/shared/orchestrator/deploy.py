@@ -641,13 +641,15 @@ def handle_package_event(
         ).as_response()
     if detail.model_package_group_name != settings.model_package_group_name:
         return ignore("foreign-group", group=detail.model_package_group_name).as_response()
+    changed = detail.updated_fields
+    if changed is not None and "ModelApprovalStatus" not in changed and "ModelLifeCycle" in changed:
+        if settings.staged:
+            return handle_promotion(event, settings, context, services)
     if detail.model_approval_status not in ("Approved", "Rejected"):
         return ignore("not-a-decision", approval_status=detail.model_approval_status).as_response()
-    if detail.updated_fields is not None and "ModelApprovalStatus" not in detail.updated_fields:
-        if "ModelLifeCycle" in detail.updated_fields and settings.staged:
-            return handle_promotion(event, settings, context, services)
+    if changed is not None and "ModelApprovalStatus" not in changed:
         # e.g. metadata set on an approved package: no new decision to carry out
-        return ignore("approval-unchanged", updated_fields=detail.updated_fields).as_response()
+        return ignore("approval-unchanged", updated_fields=changed).as_response()
     active = services or DeployServices.from_settings(settings)
     description = active.sagemaker.describe_model_package(detail.model_package_arn)
     refusal = verification_failure(description, event, settings, account)

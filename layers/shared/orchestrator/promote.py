@@ -20,7 +20,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from orchestrator.adapters import error_code
+from orchestrator.adapters import error_code, is_not_found
 from orchestrator.adapters.ledger import endpoint_pk, package_pk
 from orchestrator.adapters.s3 import split_s3_uri
 from orchestrator.clients import aws_client
@@ -92,7 +92,14 @@ def held_out_uri(execution_arn: str | None, sagemaker: Any) -> str | None:
     split is found where that job wrote it, not under this run's own prefix."""
     if not execution_arn:
         return None
-    for step in sagemaker.execution_steps(execution_arn):
+    try:
+        steps = sagemaker.execution_steps(execution_arn)
+    except ClientError as exc:  # a package registered outside a run of ours, or a run no longer there
+        if not is_not_found(exc):
+            raise
+        logger.warning("the package's run is not found: no held-out rows", execution_arn=execution_arn)
+        return None
+    for step in steps:
         if step.get("StepName") != PREPROCESS_STEP:
             continue
         job_arn = str(((step.get("Metadata") or {}).get("ProcessingJob") or {}).get("Arn", ""))

@@ -99,6 +99,8 @@ class TrackSettings(_EnvSettings):
     pipeline_name: str = Field(alias="PIPELINE_NAME", min_length=1)
     model_package_group_name: str = Field(alias="MODEL_PACKAGE_GROUP_NAME", min_length=1)
     endpoint_name: OptionalText = Field(default=None, alias="ENDPOINT_NAME")
+    # staged promotion's production endpoint: its state is recorded too (autoscaling stays staging's)
+    production_endpoint_name: OptionalText = Field(default=None, alias="PRODUCTION_ENDPOINT_NAME")
     endpoint_instance_count: int = Field(default=1, alias="ENDPOINT_INSTANCE_COUNT", ge=1)
     autoscaling_max_capacity: int = Field(default=0, alias="AUTOSCALING_MAX_CAPACITY", ge=0)
     autoscaling_target_invocations: float = Field(default=70.0, alias="AUTOSCALING_TARGET_INVOCATIONS", gt=0)

@@ -184,7 +184,7 @@ def track_endpoint(
         )
         metrics.add_metric(name="EndpointDeploymentProblems", unit="Count", value=1)
         result["notified"] = what
-    if status == "IN_SERVICE":
+    if status == "IN_SERVICE" and name.lower() == str(settings.endpoint_name).lower():
         result["autoscaling"] = ensure_autoscaling(name, settings, services.autoscaling)
     return result
 
@@ -220,7 +220,8 @@ def foreign_reason(event: TrackedEvent, settings: TrackSettings, account: str) -
         if event.detail.pipeline_name.lower() != settings.pipeline_name.lower():
             return {"reason": "foreign-pipeline", "pipeline": event.detail.pipeline_name}
     elif isinstance(event, EndpointStateEvent):
-        if not settings.endpoint_name or event.detail.endpoint_name.lower() != settings.endpoint_name.lower():
+        ours = {name.lower() for name in (settings.endpoint_name, settings.production_endpoint_name) if name}
+        if event.detail.endpoint_name.lower() not in ours:
             return {"reason": "foreign-endpoint", "endpoint": event.detail.endpoint_name}
     elif not event.detail.transform_job_name.lower().startswith(
         slug(settings.model_package_group_name).lower() + "-"

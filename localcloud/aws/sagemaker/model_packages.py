@@ -18,7 +18,6 @@ from localcloud.aws.sagemaker.common import (
     _iso,
 )
 
-
 # botocore's ModelLifeCycle: Stage and StageStatus are EntityNames (1-63 characters of this pattern),
 # StageDescription at most 1,024 characters (API reference, API_ModelLifeCycle).
 _ENTITY_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

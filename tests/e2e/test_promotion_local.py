@@ -1,0 +1,159 @@
+"""Staged promotion on the local cloud, with the stack's own handlers and rules from template.yaml: the
+smoke test runs when staging is InService, and production refuses every package that did not earn it.
+
+One pipeline run trains a model (v1); the other packages are registered beside it with CreateModelPackage,
+as a person or another pipeline could, from v1's model: v2 never approved, v3 whose run is not found (no
+held-out rows: its smoke test fails), v4 from v1's run (passes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from localcloud.cloud import LocalCloud
+from tests.clouds import module_cloud
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGING, PRODUCTION = "mlops-demo-endpoint", "mlops-demo-production"
+
+
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    with module_cloud(
+        tmp_path_factory.mktemp("staged-cloud"),
+        parameters={"MaxTuningJobs": "1", "MaxParallelTuningJobs": "1"},
+    ) as local:
+        local.upload_data(ROOT / "data" / "boston_housing.csv")
+        yield local
+
+
+def settle(cloud: LocalCloud) -> None:
+    assert cloud.router is not None
+    cloud.aws.wait_for_events()
+    assert cloud.router.wait_until_idle(120)
+
+
+def wait_for_stage(cloud: LocalCloud, arn: str, stage: str, timeout: float = 120) -> dict[str, str]:
+    sagemaker = cloud.client("sagemaker")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        life_cycle = sagemaker.describe_model_package(ModelPackageName=arn).get("ModelLifeCycle") or {}
+        if life_cycle.get("Stage") == stage:
+            return dict(life_cycle)
+        time.sleep(0.2)
+    raise AssertionError(f"{arn} never reached {stage}")
+
+
+def serving(cloud: LocalCloud, endpoint: str) -> str | None:
+    sagemaker = cloud.client("sagemaker")
+    try:
+        described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    except sagemaker.exceptions.ClientError:
+        return None
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=described["EndpointConfigName"])
+    model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    return str(model["Containers"][0]["ModelPackageName"])
+
+
+def deploy_log(cloud: LocalCloud, message: str) -> list[dict[str, Any]]:
+    lines = (cloud.workdir / "logs" / "lambda" / "DeployFunction.log").read_text().splitlines()
+    found = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("message") == message:
+            found.append(record)
+    return found
+
+
+def promote(cloud: LocalCloud, arn: str) -> None:
+    cloud.client("sagemaker").update_model_package(
+        ModelPackageArn=arn, ModelLifeCycle={"Stage": "Production", "StageStatus": "Approved"}
+    )
+    settle(cloud)
+
+
+def approve(cloud: LocalCloud, arn: str) -> None:
+    cloud.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+
+
+def register_beside(cloud: LocalCloud, v1: dict[str, Any], generated_by: str) -> str:
+    return str(
+        cloud.client("sagemaker").create_model_package(
+            ModelPackageGroupName=v1["ModelPackageGroupName"],
+            InferenceSpecification=v1["InferenceSpecification"],
+            ModelMetrics=v1["ModelMetrics"],
+            MetadataProperties=v1["MetadataProperties"] | {"GeneratedBy": generated_by},
+            ModelApprovalStatus="PendingManualApproval",
+        )["ModelPackageArn"]
+    )
+
+
+@pytest.mark.slow
+def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: LocalCloud) -> None:
+    sagemaker = cloud.client("sagemaker")
+    commit = cloud.push(ROOT / "training_code", "Train")
+    run = cloud.wait_for_execution(commit, timeout=600)
+    assert run["PipelineExecutionStatus"] == "Succeeded"
+    [summary] = sagemaker.list_model_packages(ModelPackageGroupName="mlops-demo-models")[
+        "ModelPackageSummaryList"
+    ]
+    v1_arn = summary["ModelPackageArn"]
+    v1 = sagemaker.describe_model_package(ModelPackageName=v1_arn)
+
+    # v1 approved: staging serves it, and the smoke test passes on 20 held-out rows of its run
+    approve(cloud, v1_arn)
+    stage = wait_for_stage(cloud, v1_arn, "Staging")
+    assert stage["StageStatus"] == "Passed", stage
+    assert "20 rows, 0 errors" in stage["StageDescription"]
+    settle(cloud)
+
+    # v2, never approved, promoted: refused
+    v2_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
+    promote(cloud, v2_arn)
+    assert serving(cloud, PRODUCTION) is None
+    assert [r["reason"] for r in deploy_log(cloud, "promotion refused")] == ["not-approved"]
+
+    # v3, whose run is not found, approved: staging moves to it and its smoke test fails (no rows)
+    v3_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"][:-12] + "000000000000")
+    approve(cloud, v3_arn)
+    stage = wait_for_stage(cloud, v3_arn, "Staging")
+    assert stage["StageStatus"] == "Failed" and "no held-out rows" in stage["StageDescription"]
+    settle(cloud)
+    assert serving(cloud, STAGING) == v3_arn
+    promote(cloud, v3_arn)
+    # and v1, which passed but no longer is what staging serves
+    promote(cloud, v1_arn)
+    assert serving(cloud, PRODUCTION) is None
+    assert [r["reason"] for r in deploy_log(cloud, "promotion refused")] == [
+        "not-approved",
+        "failed-smoke-test",
+        "superseded-in-staging",
+    ]
+
+    # v4, from v1's run, approved: passes in staging, and its promotion deploys that very package
+    v4_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
+    approve(cloud, v4_arn)
+    assert wait_for_stage(cloud, v4_arn, "Staging")["StageStatus"] == "Passed"
+    settle(cloud)
+    promote(cloud, v4_arn)
+    cloud.wait_for_endpoint(PRODUCTION)
+    settle(cloud)
+    assert serving(cloud, PRODUCTION) == v4_arn
+    [accepted] = deploy_log(cloud, "promotion to production accepted")
+    assert accepted["package_arn"] == v4_arn and accepted["promoted_by"]
+    answer = cloud.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName=PRODUCTION,
+        ContentType="text/csv",
+        Accept="text/csv",
+        Body="0.02731,0,7.07,0,0.469,6.421,78.9,4.9671,2,242,17.8,396.9,9.14",
+    )
+    assert 5 < float(answer["Body"].read().decode().split()[0]) < 50
