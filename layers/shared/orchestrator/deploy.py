@@ -642,9 +642,9 @@ def handle_package_event(
     if detail.model_package_group_name != settings.model_package_group_name:
         return ignore("foreign-group", group=detail.model_package_group_name).as_response()
     changed = detail.updated_fields
-    if changed is not None and "ModelApprovalStatus" not in changed and "ModelLifeCycle" in changed:
-        if settings.staged:
-            return handle_promotion(event, settings, context, services)
+    stage_only = changed is not None and "ModelApprovalStatus" not in changed and "ModelLifeCycle" in changed
+    if stage_only and settings.staged:  # a change of stage alone: a promotion, or our own smoke-test record
+        return handle_promotion(event, settings, context, services)
     if detail.model_approval_status not in ("Approved", "Rejected"):
         return ignore("not-a-decision", approval_status=detail.model_approval_status).as_response()
     if changed is not None and "ModelApprovalStatus" not in changed:
