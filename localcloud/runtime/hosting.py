@@ -119,6 +119,7 @@ class EndpointHosting:
         self.aws.add_listener("sagemaker", "DeleteEndpoint", self._on_delete_endpoint)
         self.aws.add_listener("sagemaker", "CreateTransformJob", self._on_create_transform_job)
         self.aws.sagemaker.register_endpoint_invoker(self.invoke)
+        self.aws.sagemaker.weight_listeners.append(self._on_new_weights)
         return self
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
@@ -150,18 +151,40 @@ class EndpointHosting:
     # -- invocations -----------------------------------------------------------------------------------
 
     def invoke(
-        self, endpoint_name: str, body: bytes, content_type: str | None, accept: str | None
-    ) -> tuple[int, bytes, str]:
-        """The endpoint invoker: pick the fleet by the deployment's weight, the variant by its weight."""
+        self,
+        endpoint_name: str,
+        body: bytes,
+        content_type: str | None,
+        accept: str | None,
+        target_variant: str | None = None,
+    ) -> tuple[int, bytes, str, str]:
+        """The endpoint invoker: pick the fleet by the deployment's weight, the variant by its weight (or
+        the one InvokeEndpoint's TargetVariant names); answers with the variant that served."""
         with self._lock:
             serving = self._endpoints.get(endpoint_name)
             if serving is None:
-                return 503, b'{"error": "the endpoint has no model loaded"}', "application/json"
+                return 503, b'{"error": "the endpoint has no model loaded"}', "application/json", "AllTraffic"
             fleet = serving.fleet
             if serving.candidate is not None and self._rng.random() < serving.candidate_weight:
                 fleet = serving.candidate
-            variant = fleet.pick(self._rng)
-        return variant.model.invoke(body, content_type or "application/json", accept or "application/json")
+            named = [v for v in fleet.variants if v.name == target_variant]
+            variant = named[0] if named else fleet.pick(self._rng)
+        status, answer, answer_type = variant.model.invoke(
+            body, content_type or "application/json", accept or "application/json"
+        )
+        return status, answer, answer_type, variant.name
+
+    def _on_new_weights(self, endpoint_name: str, weights: dict[str, float]) -> None:
+        """UpdateEndpointWeightsAndCapacities: the live fleet's variants take their new weights."""
+        with self._lock:
+            serving = self._endpoints.get(endpoint_name)
+            if serving is None:
+                return
+            fleet = serving.fleet
+            serving.fleet = Fleet(
+                fleet.config_name,
+                tuple(Variant(v.name, weights.get(v.name, v.weight), v.model) for v in fleet.variants),
+            )
 
     def serving_config(self, endpoint_name: str) -> tuple[str | None, str | None, float]:
         """(live config, config being deployed, its share of traffic) for an endpoint."""

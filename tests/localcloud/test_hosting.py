@@ -13,12 +13,14 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import numpy as np
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from localcloud.aws import EmbeddedAws
@@ -585,6 +587,98 @@ def test_weighted_production_variants_split_traffic(cloud: Cloud):
     # THEN traffic follows the variant weights
     assert split_answers == {"old", "new"}
     assert only_a_answers == {"old"}
+
+
+def test_weights_change_with_update_endpoint_weights_and_capacities_and_each_variant_is_measured(
+    cloud: Cloud,
+):
+    # GIVEN an A/B endpoint: A takes everything, B nothing
+    model_a, model_b = unique("ab-live"), unique("ab-candidate")
+    value_a = one_prediction(cloud.model_from_archive(model_a, seed=41))
+    value_b = one_prediction(cloud.model_from_archive(model_b, seed=42))
+    endpoint = unique("ab-weights")
+    cloud.sm.create_endpoint(
+        EndpointName=endpoint,
+        EndpointConfigName=cloud.config(unique("cfg"), {"A": (model_a, 1.0), "B": (model_b, 0.0)}),
+    )
+    cloud.wait_status(endpoint, "InService")
+
+    def served(count: int) -> list[tuple[str, str]]:
+        answers = []
+        for _ in range(count):
+            answer = cloud.runtime.invoke_endpoint(
+                EndpointName=endpoint, Body=ROW, ContentType="text/csv", Accept="application/json"
+            )
+            value = float(json.loads(answer["Body"].read())["predictions"][0])
+            answers.append((answer["InvokedProductionVariant"], which(value, value_a, value_b)))
+        return answers
+
+    # the response names the variant that served (InvokedProductionVariant), and it is the one that answered
+    assert set(served(10)) == {("A", "old")}
+
+    # WHEN the split changes to B only (UpdateEndpointWeightsAndCapacities: Updating, then InService)
+    cloud.sm.update_endpoint_weights_and_capacities(
+        EndpointName=endpoint,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "A", "DesiredWeight": 0.0},
+            {"VariantName": "B", "DesiredWeight": 1.0},
+        ],
+    )
+    described = cloud.wait_status(endpoint, "InService")
+    weights = {
+        v["VariantName"]: (v["CurrentWeight"], v["DesiredWeight"]) for v in described["ProductionVariants"]
+    }
+    assert weights == {"A": (0.0, 0.0), "B": (1.0, 1.0)}
+    assert cloud.endpoint_statuses(endpoint)[-2:] == ["UPDATING", "IN_SERVICE"]
+    assert set(served(10)) == {("B", "new")}
+    # AND InvokeEndpoint's TargetVariant reaches the variant it names, whatever its weight
+    pinned = cloud.runtime.invoke_endpoint(
+        EndpointName=endpoint, Body=ROW, ContentType="text/csv", Accept="application/json", TargetVariant="A"
+    )
+    assert pinned["InvokedProductionVariant"] == "A"
+
+    # THEN CloudWatch has each variant's invocations, errors and latency (AWS/SageMaker, EndpointName and
+    # VariantName; developer guide, monitoring-cloudwatch)
+    watch = cloud.aws.new_client("cloudwatch")
+
+    def total(metric: str, variant: str, statistic: str = "Sum") -> float:
+        points = watch.get_metric_statistics(
+            Namespace="AWS/SageMaker",
+            MetricName=metric,
+            Dimensions=[
+                {"Name": "EndpointName", "Value": endpoint},
+                {"Name": "VariantName", "Value": variant},
+            ],
+            StartTime=datetime.now(UTC) - timedelta(minutes=10),
+            EndTime=datetime.now(UTC) + timedelta(minutes=1),
+            Period=3600,
+            Statistics=[statistic],
+        )["Datapoints"]
+        return sum(point[statistic] for point in points)
+
+    assert (total("Invocations", "A"), total("Invocations", "B")) == (11.0, 10.0)
+    assert total("Invocation5XXErrors", "A") == total("Invocation4XXErrors", "B") == 0.0
+    assert total("ModelLatency", "B", "Maximum") > 0
+
+
+def test_weights_for_a_variant_the_endpoint_lacks_are_refused(cloud: Cloud):
+    model_a = unique("only")
+    cloud.model_from_archive(model_a, seed=43)
+    endpoint = unique("one-variant")
+    cloud.sm.create_endpoint(
+        EndpointName=endpoint, EndpointConfigName=cloud.config(unique("cfg"), {"A": (model_a, 1.0)})
+    )
+    cloud.wait_status(endpoint, "InService")
+    with pytest.raises(ClientError) as refused:
+        cloud.sm.update_endpoint_weights_and_capacities(
+            EndpointName=endpoint, DesiredWeightsAndCapacities=[{"VariantName": "B", "DesiredWeight": 1.0}]
+        )
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    with pytest.raises(ClientError):
+        cloud.runtime.invoke_endpoint(
+            EndpointName=endpoint, Body=ROW, ContentType="text/csv", TargetVariant="B"
+        )
+    assert cloud.sm.describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
 
 
 def test_a_batch_transform_writes_one_out_file_per_input_object(cloud: Cloud):

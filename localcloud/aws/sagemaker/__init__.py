@@ -1,6 +1,7 @@
 """SageMaker on the embedded AWS: the APIs moto 5.2.5 lacks or gets wrong, and the hooks the engine drives.
 
-Added: StopPipelineExecution, ListPipelineExecutionSteps, UpdateEndpoint, the lineage APIs (artifacts,
+Added: StopPipelineExecution, ListPipelineExecutionSteps, UpdateEndpoint, UpdateEndpointWeightsAndCapacities,
+ModelLifeCycle on model packages, per-variant invocation metrics in CloudWatch, the lineage APIs (artifacts,
 contexts, actions, associations), SageMaker Runtime InvokeEndpoint routed to registered invokers, and the
 EventBridge events SageMaker emits (model package, endpoint, transform job, pipeline execution).
 Fixed: StartPipelineExecution is idempotent on ClientRequestToken and starts in ``Executing``;
@@ -45,6 +46,7 @@ class SageMakerExtensions(PipelineApis, ModelPackageApis, EndpointApis, Transfor
         self._steps: dict[str, dict[str, dict[str, Any]]] = {}  # execution ARN -> step name -> step
         self._endpoint_extra: dict[str, dict[str, Any]] = {}  # endpoint name -> fields moto lacks
         self._invokers: dict[str | None, EndpointInvoker] = {}
+        self.weight_listeners: list[Any] = []
         for family in FAMILIES:
             for action, method in family.OVERRIDES.items():
                 aws.register_override("sagemaker", action, getattr(self, method))

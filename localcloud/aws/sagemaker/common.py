@@ -47,8 +47,9 @@ UPDATABLE_FIELDS = (
 )
 ASSOCIATION_TYPES = {"ContributedTo", "AssociatedWith", "DerivedFrom", "Produced", "SameAs"}
 
-# fn(endpoint_name, body, content_type, accept) -> (status, body, content_type)
-EndpointInvoker = Callable[[str, bytes, "str | None", "str | None"], "tuple[int, bytes, str]"]
+# fn(endpoint_name, body, content_type, accept[, target_variant=]) -> (status, body, content_type[, variant]):
+# an invoker that serves variants also takes InvokeEndpoint's TargetVariant and names the variant that served
+EndpointInvoker = Callable[..., "tuple[int, bytes, str] | tuple[int, bytes, str, str]"]
 
 
 def _now() -> dt.datetime:

@@ -3,6 +3,7 @@ Runtime's InvokeEndpoint routed to registered invokers."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from localcloud.aws.protocol import AwsError, RawResponse, RequestInfo
@@ -20,7 +21,10 @@ class EndpointApis(SageMakerFamily):
     OVERRIDES = {
         "UpdateEndpoint": "_update_endpoint",
         "DescribeEndpoint": "_describe_endpoint",
+        "UpdateEndpointWeightsAndCapacities": "_update_weights",
     }
+    # called with (endpoint name, {variant: weight}) once new weights are in place (hosting listens)
+    weight_listeners: list[Any]
     LISTENERS = (("sagemaker", "CreateEndpoint", "_on_create_endpoint"),)
 
     def _endpoint(self, name: str) -> Any:
@@ -203,9 +207,25 @@ class EndpointApis(SageMakerFamily):
                 f"Endpoint {name} of account {self.aws.account_id} is not in service "
                 f"({endpoint.endpoint_status}).",
             )
-        status, body, content_type = invoker(
-            name, params["Body"], params.get("ContentType"), params.get("Accept")
+        variants = [v["VariantName"] for v in endpoint.production_variants or []]
+        target = params.get("TargetVariant")
+        if target is not None and target not in variants:
+            raise AwsError(
+                "ValidationError",
+                f"Variant {target} of endpoint {name} does not exist (variants: {variants}).",
+            )
+        started = time.perf_counter()
+        answer = (
+            invoker(
+                name, params["Body"], params.get("ContentType"), params.get("Accept"), target_variant=target
+            )
+            if target is not None
+            else invoker(name, params["Body"], params.get("ContentType"), params.get("Accept"))
         )
+        model_seconds = time.perf_counter() - started
+        status, body, content_type = answer[0], answer[1], answer[2]
+        variant = answer[3] if len(answer) > 3 else (variants[0] if variants else "AllTraffic")
+        self._record_invocation(name, str(variant), status, model_seconds)
         if status >= 400:
             original = body.decode("utf-8", "replace")
             raise AwsError(
@@ -214,12 +234,70 @@ class EndpointApis(SageMakerFamily):
                 424,
                 {"OriginalStatusCode": status, "OriginalMessage": original},
             )
-        variant = (
-            endpoint.production_variants[0]["VariantName"] if endpoint.production_variants else "AllTraffic"
-        )
         return RawResponse(
-            200, body, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": variant}
+            200, body, {"Content-Type": content_type, "x-Amzn-Invoked-Production-Variant": str(variant)}
         )
+
+    def _record_invocation(self, endpoint: str, variant: str, status: int, model_seconds: float) -> None:
+        """The invocation metrics SageMaker publishes per endpoint and variant (AWS/SageMaker, dimensions
+        EndpointName and VariantName; developer guide, monitoring-cloudwatch): Invocations, 1 per request;
+        Invocation4XXErrors / Invocation5XXErrors, 1 for a 4xx / 5xx response of the model and 0 otherwise;
+        ModelLatency and OverheadLatency in microseconds."""
+        dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}]
+        data = [
+            ("Invocations", 1.0, "None"),
+            ("Invocation4XXErrors", 1.0 if 400 <= status < 500 else 0.0, "None"),
+            ("Invocation5XXErrors", 1.0 if status >= 500 else 0.0, "None"),
+            ("ModelLatency", round(model_seconds * 1_000_000, 1), "Microseconds"),
+            ("OverheadLatency", 0.0, "Microseconds"),
+        ]
+        self.aws.backend("cloudwatch").put_metric_data(
+            "AWS/SageMaker",
+            # no Timestamp: moto stamps each datum with its own (naive UTC) clock, which its queries expect
+            [
+                {"MetricName": metric, "Value": value, "Unit": unit, "Dimensions": dimensions}
+                for metric, value, unit in data
+            ],
+        )
+
+    def _update_weights(self, params: dict[str, Any], _: RequestInfo) -> dict[str, Any]:
+        """UpdateEndpointWeightsAndCapacities (botocore): the endpoint goes Updating, its variants take the
+        desired weights and counts, then InService. Every variant named must exist; the endpoint must be
+        InService."""
+        name = params["EndpointName"]
+        desired = params.get("DesiredWeightsAndCapacities") or []
+        if not desired:
+            raise AwsError(
+                "ValidationException", "DesiredWeightsAndCapacities must name at least one variant."
+            )
+        with self.lock:
+            endpoint = self._endpoint(name)
+            if endpoint.endpoint_status != "InService":
+                raise AwsError("ValidationException", f'Cannot update in-progress endpoint "{endpoint.arn}".')
+            variants = {v["VariantName"]: v for v in endpoint.production_variants or []}
+            for wanted in desired:
+                if wanted["VariantName"] not in variants:
+                    raise AwsError(
+                        "ValidationException",
+                        f"The variant name(s) [{wanted['VariantName']}] is/are not present in the endpoint.",
+                    )
+                weight = wanted.get("DesiredWeight")
+                if weight is not None and float(weight) < 0:
+                    raise AwsError("ValidationException", "DesiredWeight must be greater than or equal to 0.")
+        self.set_endpoint_status(name, "Updating")
+        with self.lock:
+            for wanted in desired:
+                variant = variants[wanted["VariantName"]]
+                if wanted.get("DesiredWeight") is not None:
+                    variant["DesiredWeight"] = variant["CurrentWeight"] = float(wanted["DesiredWeight"])
+                if wanted.get("DesiredInstanceCount") is not None:
+                    count = int(wanted["DesiredInstanceCount"])
+                    variant["DesiredInstanceCount"] = variant["CurrentInstanceCount"] = count
+            weights = {v: float(variants[v].get("CurrentWeight", 1.0)) for v in variants}
+        for listener in list(getattr(self, "weight_listeners", [])):
+            listener(name, weights)
+        self.set_endpoint_status(name, "InService")
+        return {"EndpointArn": endpoint.arn}
 
 
 def validate_deployment_config(deployment: dict[str, Any] | None) -> None:
