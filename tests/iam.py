@@ -119,6 +119,7 @@ RESOURCES_OF_OPERATION: dict[str, Callable[[Params], list[str]]] = {
         _sm_arn_or("model-package-group", p["ModelPackageGroupName"])
     ],
     "sagemaker:ListModelPackages": lambda p: ANY,
+    "cloudwatch:GetMetricStatistics": lambda p: ANY,
     "sagemaker:CreateModel": _named("model", "ModelName"),
     "sagemaker:DescribeModel": _named("model", "ModelName"),
     # endpoints: CreateEndpoint and UpdateEndpoint are authorized on the endpoint and its config

@@ -14,6 +14,7 @@ from tests.template.cfn import ROOT, Resolver, functions, load_template
 UNSCOPABLE_ACTIONS = {
     "ecr:GetAuthorizationToken",
     "cloudwatch:PutMetricData",
+    "cloudwatch:GetMetricStatistics",  # no resource types (Service Authorization Reference, CloudWatch)
     "sagemaker:ListArtifacts",
     "sagemaker:ListContexts",
     "sagemaker:ListActions",

@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from orchestrator.adapters import error_code, error_message, is_endpoint_busy
 from orchestrator.adapters.autoscaling import AutoscalingAdapter
-from orchestrator.adapters.ledger import Ledger, endpoint_pk, package_pk
+from orchestrator.adapters.ledger import Ledger, endpoint_pk, package_pk, utc_now
 from orchestrator.adapters.notifier import Notifier
 from orchestrator.adapters.s3 import S3Adapter
 from orchestrator.adapters.sagemaker import SageMakerAdapter
@@ -28,10 +28,13 @@ from orchestrator.lineage import LineageRecorder
 from orchestrator.naming import endpoint_config_name, model_name, transform_job_name
 from orchestrator.observability import logger, metrics
 from orchestrator.promote import (
+    AB_PROMOTED,
+    AB_ROLLED_BACK,
     PRODUCTION,
     PRODUCTION_RECORD,
     PROMOTION_STATUS,
     STAGING_RECORD,
+    Refusal,
     held_out_rows,
     held_out_uri,
     life_cycle,
@@ -39,10 +42,12 @@ from orchestrator.promote import (
     record_smoke_result,
     refused,
     smoke_test,
+    variant_metrics,
 )
-from orchestrator.settings import DeploymentStrategy, DeploySettings
+from orchestrator.settings import DeploymentStrategy, DeploySettings, ProductionStrategy
 
 VARIANT = "AllTraffic"
+LIVE, CANDIDATE = "Live", "Candidate"  # the variants of an A/B test in production
 BUSY = {"CREATING", "UPDATING", "SYSTEM_UPDATING", "ROLLING_BACK", "DELETING"}
 
 
@@ -158,7 +163,12 @@ def deployment_config(settings: DeploySettings) -> dict[str, Any]:
     return config
 
 
-def plan_endpoint(package: PackageLineage, settings: DeploySettings) -> EndpointDeployment:
+def plan_endpoint(
+    package: PackageLineage, settings: DeploySettings, beside: PackageLineage | None = None
+) -> EndpointDeployment:
+    """One variant serving `package`; or, for an A/B test, `beside` as variant Live and `package` as variant
+    Candidate with CANDIDATE_TRAFFIC_PERCENT of the traffic (production variant weights: developer guide,
+    model-ab-testing)."""
     endpoint = str(settings.endpoint_name)
     model = model_name(package.group, package.version)
     variant = {
@@ -168,6 +178,15 @@ def plan_endpoint(package: PackageLineage, settings: DeploySettings) -> Endpoint
         "InitialInstanceCount": settings.endpoint_instance_count,
         "InitialVariantWeight": 1.0,
     }
+    variants = [variant]
+    if beside is not None:
+        share = settings.candidate_traffic_percent / 100
+        live = variant | {
+            "VariantName": LIVE,
+            "ModelName": model_name(beside.group, beside.version),
+            "InitialVariantWeight": round(1 - share, 4),
+        }
+        variants = [live, variant | {"VariantName": CANDIDATE, "InitialVariantWeight": share}]
     capture = None
     if settings.data_capture_percent > 0:
         capture = {
@@ -180,9 +199,13 @@ def plan_endpoint(package: PackageLineage, settings: DeploySettings) -> Endpoint
                 "JsonContentTypes": ["application/json"],
             },
         }
-    fingerprint = repr((package.package_arn, variant, capture))
+    fingerprint = repr(
+        (package.package_arn, variant, capture)
+        if beside is None
+        else (package.package_arn, variants, capture)
+    )
     config_name = endpoint_config_name(endpoint, package.version, fingerprint)
-    request: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": [variant]}
+    request: dict[str, Any] = {"EndpointConfigName": config_name, "ProductionVariants": variants}
     if capture:
         request["DataCaptureConfig"] = capture
     return EndpointDeployment(endpoint, model, config_name, package, request, deployment_config(settings))
@@ -196,14 +219,22 @@ def ensure_model(package: PackageLineage, settings: DeploySettings, sagemaker: S
     return name
 
 
-def package_of_config(sagemaker: SageMakerAdapter, config_name: str) -> str | None:
-    """The package an endpoint config serves (config -> model -> package)."""
+def packages_of_config(sagemaker: SageMakerAdapter, config_name: str) -> list[str]:
+    """The packages an endpoint config serves, one per variant in order (config -> model -> package)."""
     config = sagemaker.describe_endpoint_config(config_name) or {}
-    variants = config.get("ProductionVariants") or [{}]
-    model = sagemaker.describe_model(str(variants[0].get("ModelName", ""))) or {}
-    containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
-    arn = containers[0].get("ModelPackageName") if containers else None
-    return str(arn) if arn else None
+    found = []
+    for variant in config.get("ProductionVariants") or [{}]:
+        model = sagemaker.describe_model(str(variant.get("ModelName", ""))) or {}
+        containers = model.get("Containers") or [model.get("PrimaryContainer") or {}]
+        arn = containers[0].get("ModelPackageName") if containers else None
+        if arn:
+            found.append(str(arn))
+    return found
+
+
+def package_of_config(sagemaker: SageMakerAdapter, config_name: str) -> str | None:
+    """The package an endpoint config serves (its first variant's: an A/B config's Live one)."""
+    return next(iter(packages_of_config(sagemaker, config_name)), None)
 
 
 def live_package_arn(sagemaker: SageMakerAdapter, endpoint: str) -> str | None:
@@ -230,9 +261,10 @@ def rejection_is_moot(decision: Decision, settings: DeploySettings, services: De
         (described.get("PendingDeploymentSummary") or {}).get("EndpointConfigName"),
     ]
     return not any(
-        (package_of_config(services.sagemaker, str(config)) or "").lower() == decision.package_arn.lower()
+        arn.lower() == decision.package_arn.lower()
         for config in configs
         if config
+        for arn in packages_of_config(services.sagemaker, str(config))
     )
 
 
@@ -258,11 +290,57 @@ def release_autoscaling_for_new_instance_type(
     return released
 
 
+def ab_partner(
+    package: PackageLineage, settings: DeploySettings, services: DeployServices
+) -> PackageLineage | None:
+    """With PRODUCTION_STRATEGY ab, the package production serves now (its Live variant's, during another
+    A/B test), which the promoted package goes beside; None for blue/green, a first deployment, or when it
+    already is the promoted package."""
+    if settings.serving_stage != "production" or settings.production_strategy != ProductionStrategy.AB:
+        return None
+    live = live_package_arn(services.sagemaker, str(settings.endpoint_name))
+    if live is None or live.lower() == package.package_arn.lower():
+        return None
+    description = services.sagemaker.describe_model_package(live)
+    if description is None or description.get("ModelApprovalStatus") != "Approved":
+        return None  # production's package was rejected meanwhile: the promoted one replaces it
+    return read_package(description, None, services)
+
+
+def record_ab(plan: EndpointDeployment, beside: PackageLineage | None, services: DeployServices) -> None:
+    """The A/B test in progress on the endpoint (ENDPOINT#<name>/AB), or none once a config of one variant
+    is deployed."""
+    pk = endpoint_pk(plan.endpoint_name)
+    if beside is None:
+        services.ledger.delete(pk, "AB")
+        return
+    variants = plan.config_request["ProductionVariants"]
+    services.ledger.put(
+        pk,
+        "AB",
+        kind="ab-test",
+        live_package_arn=beside.package_arn,
+        candidate_package_arn=plan.package.package_arn,
+        weights={v["VariantName"]: str(v["InitialVariantWeight"]) for v in variants},
+        endpoint_config_name=plan.config_name,
+        started_at=utc_now(),
+    )
+    logger.info(
+        "A/B test started",
+        endpoint_name=plan.endpoint_name,
+        live_package_arn=beside.package_arn,
+        candidate_package_arn=plan.package.package_arn,
+        candidate_weight=variants[1]["InitialVariantWeight"],
+    )
+
+
 def deploy_to_endpoint(
     package: PackageLineage, settings: DeploySettings, services: DeployServices, reason: str
 ) -> dict[str, Any]:
-    """Create the endpoint, or update it blue/green; a no-op when this package's config is already live."""
-    plan = plan_endpoint(package, settings)
+    """Create the endpoint, or update it blue/green; a no-op when this package's config is already live. A
+    package promoted to a production run as A/B goes beside the package production serves."""
+    beside = ab_partner(package, settings, services) if reason == "promoted" else None
+    plan = plan_endpoint(package, settings, beside)
     sagemaker = services.sagemaker
     endpoint = sagemaker.describe_endpoint(plan.endpoint_name)
     if endpoint is not None:
@@ -302,6 +380,8 @@ def deploy_to_endpoint(
             )
             return {"action": "none", "reason": "endpoint-failed", "endpoint_name": plan.endpoint_name}
     ensure_model(package, settings, sagemaker)
+    if beside is not None:
+        ensure_model(beside, settings, sagemaker)
     if sagemaker.describe_endpoint_config(plan.config_name) is None:
         sagemaker.create_endpoint_config(plan.config_request)
     config_arn = (sagemaker.describe_endpoint_config(plan.config_name) or {}).get("EndpointConfigArn")
@@ -313,6 +393,8 @@ def deploy_to_endpoint(
         sagemaker.update_endpoint(plan.endpoint_name, plan.config_name, plan.deployment_config)
         action = "updated"
     services.lineage().deployed_to_endpoint(package, plan.endpoint_name, plan.config_name, config_arn, reason)
+    if settings.serving_stage == "production":
+        record_ab(plan, beside, services)
     metrics.add_metric(name="EndpointDeployments", unit="Count", value=1)
     logger.info(
         "endpoint deployment started",
@@ -425,13 +507,22 @@ def roll_back_rejected(
 ) -> dict[str, Any]:
     """A rejected package that is live is replaced by the package `rollback_target` names."""
     result: dict[str, Any] = {"status": "recorded", "package_arn": package.package_arn, "action": "none"}
-    live = live_package_arn(services.sagemaker, str(settings.endpoint_name))
-    if live is None or live.lower() != package.package_arn.lower():
+    described = services.sagemaker.describe_endpoint(str(settings.endpoint_name))
+    serving = (
+        packages_of_config(services.sagemaker, str(described["EndpointConfigName"])) if described else []
+    )
+    live = serving[0] if serving else None
+    if package.package_arn.lower() not in {arn.lower() for arn in serving}:
         logger.info(
             "rejected package is not live: nothing to roll back", package_arn=package.package_arn, live=live
         )
         return result | {"reason": "not-live", "live_package_arn": live}
-    description = rollback_target(package, settings, services)
+    others = [arn for arn in serving if arn.lower() != package.package_arn.lower()]
+    partner = services.sagemaker.describe_model_package(others[0]) if others else None
+    if partner is not None and partner.get("ModelApprovalStatus") == "Approved":
+        description: dict[str, Any] | None = partner  # an A/B test's other variant takes all the traffic
+    else:
+        description = rollback_target(package, settings, services)
     if description is None:
         services.notifier.notify(
             f"Live package {package.group} v{package.version} rejected; no approved package to roll back to",
@@ -804,6 +895,8 @@ def handle_promotion(
             package_arn=detail.model_package_arn, **(failure or {"reason": "package-not-found"})
         ).as_response()
     stage, stage_status = life_cycle(description)
+    if stage == PRODUCTION and stage_status in (AB_PROMOTED, AB_ROLLED_BACK):
+        return end_ab_test(event, description, str(stage_status), settings, context, active)
     if (stage, stage_status) != (PRODUCTION, PROMOTION_STATUS):
         return ignore("not-a-promotion", stage=stage, stage_status=stage_status).as_response()
     arn = str(description["ModelPackageArn"])
@@ -853,6 +946,92 @@ def handle_promotion(
         if resumed is not None:
             result = result | {"resumed": resumed}
     return result
+
+
+def end_ab_test(
+    event: ModelPackageStateEvent,
+    description: dict[str, Any],
+    command: str,
+    settings: DeploySettings,
+    context: Any,
+    services: DeployServices,
+) -> dict[str, Any]:
+    """The candidate of production's A/B test set to Production / Promoted (it takes all the traffic, the
+    Live variant is removed) or Production / RolledBack (it is removed): one UpdateEndpoint to a config of
+    one variant, recorded with who decided and the variants' metrics it was decided on. Refused (logged,
+    notified) when the package is not the candidate under test or production is busy: run it again then."""
+    arn = str(description["ModelPackageArn"])
+    production = settings.for_production()
+    endpoint = str(production.endpoint_name)
+    pk = endpoint_pk(endpoint)
+    decision = Decision(arn, "Approved", decided_at(description, event.time), event.id)
+    lease_holder = holder(context)
+    promoted = command == AB_PROMOTED
+
+    def act(_: dict[str, Any]) -> dict[str, Any]:
+        test = services.ledger.get(pk, "AB")
+        if test is None or str(test.get("candidate_package_arn", "")).lower() != arn.lower():
+            candidate = None if test is None else test.get("candidate_package_arn")
+            return refused(
+                Refusal("not-the-ab-candidate", {"ab_candidate": candidate}), arn, services.notifier
+            )
+        keep = arn if promoted else str(test["live_package_arn"])
+        kept = services.sagemaker.describe_model_package(keep)
+        if kept is None or kept.get("ModelApprovalStatus") != "Approved":
+            return refused(Refusal("not-approved", {"package_to_keep": keep}), arn, services.notifier)
+        since = datetime.fromisoformat(str(test["started_at"]))
+        evidence = variant_metrics(endpoint, [LIVE, CANDIDATE], since)
+        if not services.ledger.acquire_lease(pk, lease_holder.owner, lease_holder.lease_seconds):
+            return refused(Refusal("production-busy", {}), arn, services.notifier)
+        try:
+            status = canonical_status(
+                str((services.sagemaker.describe_endpoint(endpoint) or {}).get("EndpointStatus", ""))
+            )
+            if status != "IN_SERVICE":
+                return refused(
+                    Refusal("production-busy", {"endpoint_status": status}), arn, services.notifier
+                )
+            if not services.ledger.put_if_not_older(
+                pk, "LAST_DECISION", "decided_at", kind="last-decision", **asdict(decision)
+            ):
+                return superseded(endpoint, decision, "A/B decision superseded by a later one", warn=True)
+            reason = "ab-promoted" if promoted else "ab-rolled-back"
+            deployment = deploy_to_endpoint(
+                read_package(kept, decision.decided_at, services), production, services, reason
+            )
+        finally:
+            services.ledger.release_lease(pk, lease_holder.owner)
+        decided_by = _approver(description)
+        record = {
+            "action": reason,
+            "candidate_package_arn": arn,
+            "live_package_arn": test["live_package_arn"],
+            "kept_package_arn": keep,
+            "decided_by": decided_by,
+            "decided_at": decision.decided_at,
+            "variant_metrics": evidence,
+        }
+        services.ledger.put(pk, f"EVENT#{utc_now()}", kind="event", **record)
+        services.ledger.put(
+            package_pk(arn), f"{PRODUCTION_RECORD}#{command}", kind="stage", stage=PRODUCTION, **record
+        )
+        logger.info("A/B test ended", endpoint_name=endpoint, **record)
+        metrics.add_metric(name="ABTestsEnded", unit="Count", value=1)
+        return {
+            "status": reason,
+            "package_arn": arn,
+            "decided_by": decided_by,
+            "variant_metrics": evidence,
+            "endpoint": deployment,
+        }
+
+    return run_once(
+        settings.ledger_table_name,
+        ("package_arn", "stage", "modified"),
+        act,
+        key={"package_arn": arn, "stage": f"{PRODUCTION}/{command}", "modified": decision.decided_at},
+        context=context,
+    )
 
 
 def invocation_id(context: Any) -> str:

@@ -32,6 +32,8 @@ from orchestrator.settings import DeploySettings
 STAGING = "Staging"
 PRODUCTION = "Production"
 PROMOTION_STATUS = "Approved"  # the second approval: Stage Production, StageStatus Approved
+# during an A/B test in production, on the candidate package: it takes all the traffic, or leaves
+AB_PROMOTED, AB_ROLLED_BACK = "Promoted", "RolledBack"
 PASSED, FAILED = "Passed", "Failed"
 STAGING_RECORD = f"STAGE#{STAGING}"
 PRODUCTION_RECORD = f"STAGE#{PRODUCTION}"
@@ -310,3 +312,46 @@ def record_smoke_result(result: SmokeResult, ledger: Any, sagemaker: Any, notifi
             package_arn=result.package_arn,
             endpoint_name=result.endpoint_name,
         )
+
+
+VARIANT_METRICS = (
+    ("Invocations", "Sum"),
+    ("Invocation4XXErrors", "Sum"),
+    ("Invocation5XXErrors", "Sum"),
+    ("ModelLatency", "Average"),
+)
+
+
+def variant_metrics(
+    endpoint: str, variants: list[str], since: datetime, cloudwatch: Any = None
+) -> dict[str, Any]:
+    """Each variant's invocations, errors and mean model latency (microseconds) since `since`, from the
+    metrics SageMaker publishes per variant (AWS/SageMaker, dimensions EndpointName and VariantName;
+    developer guide, monitoring-cloudwatch): the evidence an A/B decision is taken on."""
+    client = cloudwatch or aws_client("cloudwatch")
+    end = datetime.now(UTC)
+    seconds = max((end - since).total_seconds(), 60)
+    period = int(math.ceil(seconds / 60) * 60)  # one datapoint over the whole test (a multiple of 60 s)
+    found: dict[str, Any] = {}
+    for variant in variants:
+        measures: dict[str, float | None] = {}
+        for metric, statistic in VARIANT_METRICS:
+            points = client.get_metric_statistics(
+                Namespace="AWS/SageMaker",
+                MetricName=metric,
+                Dimensions=[
+                    {"Name": "EndpointName", "Value": endpoint},
+                    {"Name": "VariantName", "Value": variant},
+                ],
+                StartTime=since,
+                EndTime=end,
+                Period=period,
+                Statistics=[statistic],
+            ).get("Datapoints", [])
+            values = [float(point[statistic]) for point in points]
+            if statistic == "Sum":
+                measures[metric] = sum(values)
+            else:
+                measures[metric] = round(sum(values) / len(values), 1) if values else None
+        found[variant] = measures
+    return found

@@ -40,6 +40,11 @@ class DeployTarget(StrEnum):
     BOTH = "both"
 
 
+class ProductionStrategy(StrEnum):
+    BLUE_GREEN = "blue-green"  # a promoted package replaces production's (UpdateEndpoint, blue/green)
+    AB = "ab"  # it serves beside production's as a second variant, with part of the traffic
+
+
 class DeploymentStrategy(StrEnum):
     ALL_AT_ONCE = "all-at-once"
     CANARY = "canary"
@@ -138,6 +143,10 @@ class DeploySettings(_EnvSettings):
     production_instance_type: str = Field(default="ml.m5.large", alias="PRODUCTION_INSTANCE_TYPE")
     production_instance_count: int = Field(default=1, alias="PRODUCTION_INSTANCE_COUNT", ge=1)
     production_rollback_alarm_names: CommaList = Field(default=(), alias="PRODUCTION_ROLLBACK_ALARM_NAMES")
+    production_strategy: ProductionStrategy = Field(
+        default=ProductionStrategy.BLUE_GREEN, alias="PRODUCTION_STRATEGY"
+    )
+    candidate_traffic_percent: int = Field(default=10, alias="CANDIDATE_TRAFFIC_PERCENT", ge=1, le=99)
     smoke_test_rows: int = Field(default=20, alias="SMOKE_TEST_ROWS", ge=1, le=1000)
     smoke_test_max_error_rate: float = Field(default=0.0, alias="SMOKE_TEST_MAX_ERROR_RATE", ge=0, le=1)
     smoke_test_max_p95_ms: float = Field(default=1000.0, alias="SMOKE_TEST_MAX_P95_MS", gt=0)

@@ -176,6 +176,9 @@ class Ledger:
             ExpressionAttributeValues=_to_dynamo({":value": value}),
         )
 
+    def delete(self, pk: str, sk: str) -> None:
+        self.client.delete_item(TableName=self.table_name, Key=_to_dynamo({"pk": pk, "sk": sk}))
+
     def delete_if_not_newer(self, pk: str, sk: str, order_field: str, value: Any) -> bool:
         """Delete the item unless its `order_field` is later than `value`."""
         return self._conditional(
