@@ -279,8 +279,13 @@ def is_allowed(folder: str, action: str, resource: str | None = None) -> bool:
     return False
 
 
+# botocore signing names that differ from the service's IAM prefix (CloudWatch signs as "monitoring")
+IAM_PREFIX_OF_SIGNING_NAME = {"monitoring": "cloudwatch"}
+
+
 def iam_action(client: Any, operation: str) -> str | None:
-    prefix = client.meta.service_model.signing_name
+    signing = client.meta.service_model.signing_name
+    prefix = IAM_PREFIX_OF_SIGNING_NAME.get(signing, signing)
     action = f"{prefix}:{operation}"
     return ACTION_OF_OPERATION.get(action, action)
 

@@ -27,7 +27,12 @@ STAGING, PRODUCTION = "mlops-demo-endpoint", "mlops-demo-production"
 def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     with module_cloud(
         tmp_path_factory.mktemp("staged-cloud"),
-        parameters={"MaxTuningJobs": "1", "MaxParallelTuningJobs": "1"},
+        parameters={
+            "MaxTuningJobs": "1",
+            "MaxParallelTuningJobs": "1",
+            "ProductionStrategy": "ab",
+            "CandidateTrafficPercent": "30",
+        },
     ) as local:
         local.upload_data(ROOT / "data" / "boston_housing.csv")
         yield local
@@ -150,6 +155,7 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
     assert serving(cloud, PRODUCTION) == v4_arn
     [accepted] = deploy_log(cloud, "promotion to production accepted")
     assert accepted["package_arn"] == v4_arn and accepted["promoted_by"]
+    row = "0.02731,0,7.07,0,0.469,6.421,78.9,4.9671,2,242,17.8,396.9,9.14"
     answer = cloud.client("sagemaker-runtime").invoke_endpoint(
         EndpointName=PRODUCTION,
         ContentType="text/csv",
@@ -157,3 +163,56 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
         Body="0.02731,0,7.07,0,0.469,6.421,78.9,4.9671,2,242,17.8,396.9,9.14",
     )
     assert 5 < float(answer["Body"].read().decode().split()[0]) < 50
+
+    # A/B (ProductionStrategy ab): v5, from v1's run, passes staging and is promoted beside v4 with 30 %
+    v5_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
+    approve(cloud, v5_arn)
+    assert wait_for_stage(cloud, v5_arn, "Staging")["StageStatus"] == "Passed"
+    settle(cloud)
+    promote(cloud, v5_arn)
+    cloud.wait_for_endpoint(PRODUCTION)
+    settle(cloud)
+    config = sagemaker.describe_endpoint_config(
+        EndpointConfigName=sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    )
+    assert {v["VariantName"]: v["InitialVariantWeight"] for v in config["ProductionVariants"]} == {
+        "Live": 0.7,
+        "Candidate": 0.3,
+    }
+    runtime = cloud.client("sagemaker-runtime")
+
+    def variants_serving(count: int) -> set[str]:
+        return {
+            runtime.invoke_endpoint(EndpointName=PRODUCTION, ContentType="text/csv", Body=row)[
+                "InvokedProductionVariant"
+            ]
+            for _ in range(count)
+        }
+
+    assert variants_serving(40) == {"Live", "Candidate"}
+    # the split changes with UpdateEndpointWeightsAndCapacities (the ProductionPromoterRole may)
+    sagemaker.update_endpoint_weights_and_capacities(
+        EndpointName=PRODUCTION,
+        DesiredWeightsAndCapacities=[
+            {"VariantName": "Live", "DesiredWeight": 0.0},
+            {"VariantName": "Candidate", "DesiredWeight": 1.0},
+        ],
+    )
+    cloud.wait_for_endpoint(PRODUCTION)
+    assert variants_serving(10) == {"Candidate"}
+
+    # the candidate is promoted: one command, one event; it serves alone and the decision is recorded with
+    # what each variant did meanwhile
+    sagemaker.update_model_package(
+        ModelPackageArn=v5_arn, ModelLifeCycle={"Stage": "Production", "StageStatus": "Promoted"}
+    )
+    settle(cloud)
+    cloud.wait_for_endpoint(PRODUCTION)
+    settle(cloud)
+    assert serving(cloud, PRODUCTION) == v5_arn
+    [ended] = deploy_log(cloud, "A/B test ended")
+    assert ended["action"] == "ab-promoted" and ended["kept_package_arn"] == v5_arn
+    measured = ended["variant_metrics"]
+    assert measured["Candidate"]["Invocations"] >= 10 and measured["Live"]["Invocations"] >= 1
+    assert measured["Candidate"]["Invocation5XXErrors"] == 0
+    assert measured["Candidate"]["ModelLatency"] > 0

@@ -591,3 +591,138 @@ def test_settings_refuse_a_production_endpoint_that_is_the_staging_one_or_withou
     assert production.staged and production.for_production().endpoint_name == PRODUCTION
     assert not production.for_production().staged
     assert production.for_production().model_package_group_name == GROUP
+
+
+# --- A/B in production ---------------------------------------------------------------------------------
+@pytest.fixture
+def ab(monkeypatch: pytest.MonkeyPatch, staged: tuple[LifeCycles, Model]) -> tuple[LifeCycles, Model]:
+    monkeypatch.setenv("PRODUCTION_STRATEGY", "ab")
+    monkeypatch.setenv("CANDIDATE_TRAFFIC_PERCENT", "25")
+    reset_caches()
+    return staged
+
+
+def production_variants(cloud: Cloud) -> dict[str, tuple[str, float]]:
+    """Production's variants: name -> (package, initial weight)."""
+    endpoint = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)
+    config = cloud.sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+    found = {}
+    for variant in config["ProductionVariants"]:
+        model = cloud.sagemaker.describe_model(ModelName=variant["ModelName"])
+        found[variant["VariantName"]] = (
+            model["Containers"][0]["ModelPackageName"],
+            variant["InitialVariantWeight"],
+        )
+    return found
+
+
+def in_ab_test(cloud: Cloud, model: Model, context: Any) -> tuple[str, str]:
+    """v1 in production, then v2 promoted beside it."""
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    assert promote(cloud, v2, context)["status"] == "promoted"
+    return v1, v2
+
+
+def end_test(cloud: Cloud, arn: str, command: str, context: Any) -> dict[str, Any]:
+    return lambda_handler(set_stage(cloud, arn, "Production", command, "variants compared"), context)
+
+
+def test_an_ab_promotion_puts_the_candidate_beside_production_with_its_share(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    # the first promotion has nothing to test against: it takes production alone
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    promote(cloud, v2, context)
+
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    test = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB")
+    assert test is not None
+    assert (test["live_package_arn"], test["candidate_package_arn"]) == (v1, v2)
+    assert test["weights"] == {"Live": "0.75", "Candidate": "0.25"}
+
+
+@pytest.mark.parametrize(("command", "kept"), [("Promoted", 2), ("RolledBack", 1)])
+def test_ending_an_ab_test_leaves_one_variant_and_records_the_decision_with_the_variants_metrics(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], command: str, kept: int
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    before = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    # what SageMaker measured per variant meanwhile (AWS/SageMaker, EndpointName + VariantName)
+    watch = cloud.apis.session.client("cloudwatch")
+    for variant, calls, errors, latency in (("Live", 30, 0, 900.0), ("Candidate", 10, 1, 700.0)):
+        dims = [{"Name": "EndpointName", "Value": PRODUCTION}, {"Name": "VariantName", "Value": variant}]
+        watch.put_metric_data(
+            Namespace="AWS/SageMaker",
+            MetricData=[
+                {"MetricName": "Invocations", "Dimensions": dims, "Value": float(calls)},
+                {"MetricName": "Invocation5XXErrors", "Dimensions": dims, "Value": float(errors)},
+                {"MetricName": "ModelLatency", "Dimensions": dims, "Value": latency, "Unit": "Microseconds"},
+            ],
+        )
+
+    result = end_test(cloud, v2, command, context)
+
+    assert result["status"] == ("ab-promoted" if command == "Promoted" else "ab-rolled-back")
+    winner = v2 if kept == 2 else v1
+    assert production_variants(cloud) == {"AllTraffic": (winner, 1.0)}
+    after = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    assert after != before
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is None
+    assert result["variant_metrics"]["Live"]["Invocations"] == 30.0
+    assert result["variant_metrics"]["Candidate"]["Invocation5XXErrors"] == 1.0
+    assert result["variant_metrics"]["Candidate"]["ModelLatency"] == 700.0
+    record = ledger(cloud, f"PACKAGE#{v2}", f"STAGE#Production#{command}")
+    assert record is not None and record["kept_package_arn"] == winner
+    assert record["decided_by"] == result["decided_by"] and record["decided_by"]
+    # a duplicate of the event does nothing more
+    assert end_test_again(cloud, v2, context) == result
+
+
+def end_test_again(cloud: Cloud, arn: str, context: Any) -> dict[str, Any]:
+    """The last stage event of `arn` delivered again (EventBridge: at least once)."""
+    described = cloud.sagemaker.describe_model_package(ModelPackageName=arn)
+    event = load_event("model_package_approved")
+    event["id"] = "a-redelivered-event"
+    event["resources"] = [arn]
+    event["detail"].update(
+        ModelPackageArn=arn,
+        ModelPackageVersion=int(arn.rsplit("/", 1)[-1]),
+        ModelApprovalStatus=described["ModelApprovalStatus"],
+        UpdatedModelPackageFields=["ModelLifeCycle"],
+    )
+    return lambda_handler(event, context)
+
+
+def test_only_the_candidate_under_test_ends_an_ab_test(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    result = end_test(cloud, v1, "Promoted", context)  # the Live package, not the candidate
+    assert (result["status"], result["reason"], result["ab_candidate"]) == (
+        "refused",
+        "not-the-ab-candidate",
+        v2,
+    )
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    [line] = logged(caplog, "promotion refused")
+    assert line["reason"] == "not-the-ab-candidate"
+
+
+def test_rejecting_the_candidate_during_an_ab_test_leaves_the_live_variant_alone(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+    assert result["production"]["status"] == "rolled-back"
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is None

@@ -15,7 +15,7 @@ import io
 import math
 import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -329,9 +329,11 @@ def variant_metrics(
     metrics SageMaker publishes per variant (AWS/SageMaker, dimensions EndpointName and VariantName;
     developer guide, monitoring-cloudwatch): the evidence an A/B decision is taken on."""
     client = cloudwatch or aws_client("cloudwatch")
-    end = datetime.now(UTC)
-    seconds = max((end - since).total_seconds(), 60)
-    period = int(math.ceil(seconds / 60) * 60)  # one datapoint over the whole test (a multiple of 60 s)
+    # whole minutes around the test (SageMaker publishes these metrics per minute), one datapoint over all
+    # of it: StartTime must be before EndTime and the period a multiple of 60 s (GetMetricStatistics)
+    start = since.astimezone(UTC).replace(second=0, microsecond=0)
+    end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    period = int((end - start).total_seconds())
     found: dict[str, Any] = {}
     for variant in variants:
         measures: dict[str, float | None] = {}
@@ -343,7 +345,7 @@ def variant_metrics(
                     {"Name": "EndpointName", "Value": endpoint},
                     {"Name": "VariantName", "Value": variant},
                 ],
-                StartTime=since,
+                StartTime=start,
                 EndTime=end,
                 Period=period,
                 Statistics=[statistic],
