@@ -9,6 +9,7 @@ held-out rows: its smoke test fails), v4 from v1's run (passes).
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ import pytest
 
 from localcloud.cloud import LocalCloud
 from tests.clouds import module_cloud
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+from compare_variants import compare
 
 ROOT = Path(__file__).resolve().parents[2]
 STAGING, PRODUCTION = "mlops-demo-endpoint", "mlops-demo-production"
@@ -200,6 +204,11 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
     )
     cloud.wait_for_endpoint(PRODUCTION)
     assert variants_serving(10) == {"Candidate"}
+    # tools/compare_variants.py reads what each variant did from CloudWatch, as on AWS
+    rows = {row["variant"]: row for row in compare(PRODUCTION, 10, sagemaker, cloud.client("cloudwatch"))}
+    assert (rows["Live"]["weight"], rows["Candidate"]["weight"]) == (0.0, 1.0)
+    assert rows["Candidate"]["invocations"] >= 10 and rows["Live"]["invocations"] >= 1
+    assert rows["Candidate"]["error_rate"] == 0.0 and rows["Candidate"]["model_latency_ms"] > 0
 
     # the candidate is promoted: one command, one event; it serves alone and the decision is recorded with
     # what each variant did meanwhile
