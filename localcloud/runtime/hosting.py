@@ -11,11 +11,15 @@ model over every object of the input prefix and writes `<output prefix>/<input n
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import os
 import random
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -48,6 +52,7 @@ class Fleet:
 
     config_name: str
     variants: tuple[Variant, ...]
+    capture: dict[str, Any] | None = None  # the config's DataCaptureConfig, when EnableCapture
 
     def pick(self, rng: random.Random) -> Variant:
         total = sum(v.weight for v in self.variants)
@@ -108,6 +113,7 @@ class EndpointHosting:
         self._endpoints: dict[str, _Serving] = {}
         self._threads: list[threading.Thread] = []
         self._clients: dict[str, Any] = {}
+        self._captures = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-capture")
 
     # -- wiring ----------------------------------------------------------------------------------------
 
@@ -123,8 +129,10 @@ class EndpointHosting:
         return self
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
-        """Wait until every deployment and transform started so far has finished."""
+        """Wait until every deployment and transform started so far has finished, and every captured
+        request is written."""
         deadline = time.monotonic() + timeout
+        self._captures.submit(lambda: None).result(timeout)
         while True:
             with self._lock:
                 alive = [t for t in self._threads if t.is_alive()]
@@ -169,10 +177,33 @@ class EndpointHosting:
                 fleet = serving.candidate
             named = [v for v in fleet.variants if v.name == target_variant]
             variant = named[0] if named else fleet.pick(self._rng)
-        status, answer, answer_type = variant.model.invoke(
-            body, content_type or "application/json", accept or "application/json"
-        )
+            captured = fleet.capture is not None and self._rng.uniform(0, 100) < float(
+                fleet.capture.get("InitialSamplingPercentage", 0)
+            )
+        request_type = content_type or "application/json"
+        status, answer, answer_type = variant.model.invoke(body, request_type, accept or "application/json")
+        if captured and fleet.capture is not None and status < 400:
+            record = capture_record(fleet.capture, body, request_type, answer, answer_type)
+            self._captures.submit(self._write_capture, fleet.capture, endpoint_name, variant.name, record)
         return status, answer, answer_type, variant.name
+
+    def _write_capture(
+        self, capture: dict[str, Any], endpoint: str, variant: str, record: dict[str, Any]
+    ) -> None:
+        """One captured request as SageMaker stores it: JSON lines under
+        <DestinationS3Uri>/<endpoint>/<variant>/yyyy/mm/dd/hh/ by the hour of the invocation (developer
+        guide, model-monitor-data-capture-endpoint). SageMaker buffers several records per file; here each
+        file holds one (readers list the hour's prefix either way)."""
+        moment = datetime.now(UTC)
+        location = S3Location.parse(str(capture["DestinationS3Uri"]).rstrip("/"))
+        name = f"{moment:%M-%S}-{moment.microsecond // 1000:03d}-{uuid.uuid4()}.jsonl"
+        key = f"{location.key}/{endpoint}/{variant}/{moment:%Y/%m/%d/%H}/{name}".lstrip("/")
+        try:
+            self._client("s3").put_object(
+                Bucket=location.bucket, Key=key, Body=(json.dumps(record) + "\n").encode()
+            )
+        except Exception as error:  # a capture that cannot be written is lost, as on AWS; serving goes on
+            LOGGER.warning("data capture of %s not written: %s", endpoint, error)
 
     def _on_new_weights(self, endpoint_name: str, weights: dict[str, float]) -> None:
         """UpdateEndpointWeightsAndCapacities: the live fleet's variants take their new weights."""
@@ -184,6 +215,7 @@ class EndpointHosting:
             serving.fleet = Fleet(
                 fleet.config_name,
                 tuple(Variant(v.name, weights.get(v.name, v.weight), v.model) for v in fleet.variants),
+                fleet.capture,
             )
 
     def serving_config(self, endpoint_name: str) -> tuple[str | None, str | None, float]:
@@ -312,7 +344,10 @@ class EndpointHosting:
             )
         if not variants:
             raise ValueError(f"endpoint config {config_name} has no production variants")
-        return Fleet(config_name, tuple(variants))
+        capture = config.get("DataCaptureConfig")
+        return Fleet(
+            config_name, tuple(variants), capture if capture and capture.get("EnableCapture") else None
+        )
 
     def model_container(self, model_name: str) -> tuple[str, str, dict[str, str]]:
         """A Model's (model data URL, image, environment): its container's, or its model package's."""
@@ -382,6 +417,49 @@ class EndpointHosting:
             s3.put_object(Bucket=target.bucket, Key=target.key, Body=b"".join(answers))
             written.append(target.uri)
         return written
+
+
+def _encoded(data: bytes, content_type: str, header: dict[str, Any]) -> tuple[str, str]:
+    """(encoding, data) as data capture stores a payload: CSV or JSON text for the content types
+    CaptureContentTypeHeader lists, else base64 ("If no headers are specified SageMaker AI will by default
+    base64 encode": API reference, CaptureContentTypeHeader)."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind in [t.lower() for t in header.get("CsvContentTypes") or []]:
+        return "CSV", data.decode("utf-8", "replace")
+    if kind in [t.lower() for t in header.get("JsonContentTypes") or []]:
+        return "JSON", data.decode("utf-8", "replace")
+    return "BASE64", base64.b64encode(data).decode()
+
+
+def capture_record(
+    capture: dict[str, Any], body: bytes, content_type: str, answer: bytes, answer_type: str
+) -> dict[str, Any]:
+    """One line of a data capture file, in the format Model Monitor reads (developer guide,
+    model-monitor-data-capture-endpoint): captureData with endpointInput and/or endpointOutput as
+    CaptureOptions ask, eventMetadata, eventVersion "0"."""
+    modes = {option.get("CaptureMode") for option in capture.get("CaptureOptions") or []}
+    header = capture.get("CaptureContentTypeHeader") or {}
+    data: dict[str, Any] = {}
+    for mode, key, payload, kind in (
+        ("Input", "endpointInput", body, content_type),
+        ("Output", "endpointOutput", answer, answer_type),
+    ):
+        if mode in modes or "InputAndOutput" in modes:
+            encoding, text = _encoded(payload, kind, header)
+            data[key] = {
+                "observedContentType": kind,
+                "mode": mode.upper(),
+                "data": text,
+                "encoding": encoding,
+            }
+    return {
+        "captureData": data,
+        "eventMetadata": {
+            "eventId": str(uuid.uuid4()),
+            "inferenceTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "eventVersion": "0",
+    }
 
 
 def attach_hosting(aws: EmbeddedAws, host: ModelHost, time_scale: float | None = None) -> EndpointHosting:

@@ -4,9 +4,11 @@ transforms served on the embedded AWS (EndpointHosting).
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
+import re
 import tarfile
 import textwrap
 import threading
@@ -659,6 +661,79 @@ def test_weights_change_with_update_endpoint_weights_and_capacities_and_each_var
     assert (total("Invocations", "A"), total("Invocations", "B")) == (11.0, 10.0)
     assert total("Invocation5XXErrors", "A") == total("Invocation4XXErrors", "B") == 0.0
     assert total("ModelLatency", "B", "Maximum") > 0
+
+
+@pytest.mark.parametrize(
+    ("percent", "header", "expected"),
+    [
+        (100, {"CsvContentTypes": ["text/csv"], "JsonContentTypes": ["application/json"]}, ("CSV", "JSON")),
+        (100, None, ("BASE64", "BASE64")),  # no header: base64 (API reference, CaptureContentTypeHeader)
+        (0, None, None),
+    ],
+)
+def test_data_capture_writes_what_model_monitor_reads(cloud: Cloud, percent: int, header: Any, expected: Any):
+    # GIVEN an endpoint whose config captures requests and responses
+    model = unique("captured")
+    cloud.model_from_archive(model, seed=51)
+    endpoint, prefix = unique("capture"), unique("capture-prefix")
+    capture = {
+        "EnableCapture": True,
+        "InitialSamplingPercentage": percent,
+        "DestinationS3Uri": f"s3://hosting/{prefix}",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+    } | ({"CaptureContentTypeHeader": header} if header else {})
+    config = unique("cfg")
+    cloud.sm.create_endpoint_config(
+        EndpointConfigName=config,
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": model,
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+        DataCaptureConfig=capture,
+    )
+    cloud.sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
+    cloud.wait_status(endpoint, "InService")
+
+    # WHEN it is invoked three times
+    answers = [
+        cloud.runtime.invoke_endpoint(
+            EndpointName=endpoint, Body=ROW, ContentType="text/csv", Accept="application/json"
+        )["Body"].read()
+        for _ in range(3)
+    ]
+    cloud.hosting.wait_idle(30)
+
+    # THEN each sampled request is a JSON line under <destination>/<endpoint>/<variant>/yyyy/mm/dd/hh/
+    # (developer guide, model-monitor-data-capture-endpoint)
+    s3 = cloud.aws.new_client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="hosting", Prefix=f"{prefix}/").get("Contents", [])]
+    if expected is None:
+        assert keys == []
+        return
+    assert len(keys) == 3
+    now = datetime.now(UTC)
+    for key in keys:
+        assert re.fullmatch(
+            rf"{prefix}/{endpoint}/AllTraffic/\d{{4}}/\d\d/\d\d/\d\d/\d\d-\d\d-\d{{3}}-[0-9a-f-]{{36}}\.jsonl",
+            key,
+        ), key
+        assert key.split("/")[3] == f"{now:%Y}"
+    [line] = s3.get_object(Bucket="hosting", Key=keys[0])["Body"].read().decode().splitlines()
+    record = json.loads(line)
+    assert record["eventVersion"] == "0"
+    assert set(record["eventMetadata"]) == {"eventId", "inferenceTime"}
+    sent, answered = record["captureData"]["endpointInput"], record["captureData"]["endpointOutput"]
+    assert (sent["encoding"], answered["encoding"]) == expected
+    assert (sent["mode"], sent["observedContentType"]) == ("INPUT", "text/csv")
+    assert (answered["mode"], answered["observedContentType"]) == ("OUTPUT", "application/json")
+    if expected[0] == "CSV":
+        assert sent["data"] == ROW.decode() and answered["data"] == answers[0].decode()
+    else:
+        assert base64.b64decode(sent["data"]) == ROW
 
 
 def test_weights_for_a_variant_the_endpoint_lacks_are_refused(cloud: Cloud):
