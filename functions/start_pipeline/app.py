@@ -1,4 +1,5 @@
-"""StartPipelineFunction: a push to the configured branch starts a pipeline run for that commit."""
+"""StartPipelineFunction: a push to the configured branch starts a pipeline run for that commit; the stack's
+retraining schedule starts one for the branch head."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ from orchestrator.events import CodeCommitPushEvent
 from orchestrator.intake import Ignored, parse_event
 from orchestrator.observability import instrumented
 from orchestrator.push import handle_push
+from orchestrator.retrain import RetrainingRequest, handle_retraining
 from orchestrator.settings import push_settings
 
 
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = push_settings()
+    if isinstance(event, dict) and "retraining" in event:
+        request = parse_event(event, RetrainingRequest)
+        if isinstance(request, Ignored):
+            return request.as_response()
+        return handle_retraining(request, settings, context)
     push = parse_event(event, CodeCommitPushEvent)
     if isinstance(push, Ignored):
         return push.as_response()

@@ -225,3 +225,29 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
     assert measured["Candidate"]["Invocations"] >= 10 and measured["Live"]["Invocations"] >= 1
     assert measured["Candidate"]["Invocation5XXErrors"] == 0
     assert measured["Candidate"]["ModelLatency"] > 0
+
+
+@pytest.mark.slow
+def test_the_retraining_schedules_input_retrains_the_head_once_at_a_time(cloud: LocalCloud) -> None:
+    # the payload EventBridge Scheduler sends StartPipelineFunction (template: Events.Retrain.Input, with
+    # the context attributes filled in), through the Lambda API as Scheduler's invocation reaches it
+    client = cloud.client("lambda")
+    name = cloud.names["StartPipelineFunction"]
+
+    def fire(at: str) -> dict[str, Any]:
+        payload = {"retraining": {"trigger": "schedule", "scheduledTime": at}}
+        reply = client.invoke(
+            FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(payload)
+        )
+        return dict(json.loads(reply["Payload"].read()))
+
+    settle(cloud)
+    first = fire("2026-12-07T03:00:00Z")
+    assert first["status"] == "started", first
+    second = fire("2026-12-14T03:00:00Z")  # the first run is still executing
+    assert (second["status"], second["reason"]) == ("skipped", "run-in-progress")
+    assert second["executing"] == [first["execution_arn"]]
+    executions = cloud.client("sagemaker").list_pipeline_executions(PipelineName="mlops-demo-pipeline")
+    assert first["execution_arn"] in [
+        e["PipelineExecutionArn"] for e in executions["PipelineExecutionSummaries"]
+    ]

@@ -1,0 +1,147 @@
+"""Retraining without a push: a run of the branch head's code through the push path, started by the stack's
+schedule (EventBridge Scheduler), with its trigger recorded, and never while another run is executing.
+
+The schedule invokes the start-pipeline function with the Input the template gives it, in which Scheduler
+replaces `<aws.scheduler.scheduled-time>` and `<aws.scheduler.schedule-arn>` by their values (EventBridge
+Scheduler user guide, managing-schedule-context-attributes). One scheduled time starts at most one run,
+however often Scheduler retries it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field
+
+from orchestrator.adapters import is_not_found
+from orchestrator.domain import CommitRef
+from orchestrator.errors import TrainingCodeMissingError
+from orchestrator.idempotency import run_once
+from orchestrator.intake import ignore, refusing_permanent_errors
+from orchestrator.naming import execution_display_name
+from orchestrator.observability import logger, metrics
+from orchestrator.pipeline_definition import shipped_definition, upsert_pipeline
+from orchestrator.push import PushServices, package_training_code, pipeline_parameters
+from orchestrator.settings import PushSettings
+
+LEASE = "RETRAINING"  # pk PIPELINE#<name>: one retraining start at a time
+LEASE_SECONDS = 120
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+
+class RetrainingDetail(_Strict):
+    trigger: Literal["schedule"]
+    scheduled_time: datetime = Field(alias="scheduledTime")
+    schedule_arn: str | None = Field(default=None, alias="scheduleArn", max_length=2048)
+
+
+class RetrainingRequest(_Strict):
+    """{"retraining": {"trigger": "schedule", "scheduledTime": ..., "scheduleArn": ...}}"""
+
+    retraining: RetrainingDetail
+
+
+def _executing(services: PushServices, pipeline: str) -> list[str]:
+    try:
+        return [s["PipelineExecutionArn"] for s in services.sagemaker.executing_executions(pipeline)]
+    except ClientError as exc:
+        if is_not_found(exc):  # no pipeline yet: nothing runs
+            return []
+        raise
+
+
+def retrain(
+    detail: RetrainingDetail, head: str, settings: PushSettings, services: PushServices
+) -> dict[str, Any]:
+    """Start a run of `head`, unless a run is executing (checked under a lease, so that two triggers at
+    once start one run)."""
+    owner = f"{detail.trigger}:{detail.scheduled_time.isoformat()}"
+    pk = f"PIPELINE#{settings.pipeline_name}"
+    if not services.ledger.acquire_lease(pk, owner, LEASE_SECONDS):
+        logger.info("retraining skipped: another retraining is starting", trigger=detail.trigger)
+        metrics.add_metric(name="RetrainingsSkipped", unit="Count", value=1)
+        return {"status": "skipped", "reason": "retraining-starting", "trigger": detail.trigger}
+    try:
+        running = _executing(services, settings.pipeline_name)
+        if running:
+            logger.info("retraining skipped: a run is executing", trigger=detail.trigger, executing=running)
+            metrics.add_metric(name="RetrainingsSkipped", unit="Count", value=1)
+            return {"status": "skipped", "reason": "run-in-progress", "executing": running}
+        commit = CommitRef(settings.repository_name, settings.branch_name, head)
+        try:
+            files = services.codecommit.read_folder(commit.repository, head, settings.training_code_path)
+            code = package_training_code(
+                files, settings.artifact_bucket, services.s3, settings.training_code_path
+            )
+        except TrainingCodeMissingError as exc:
+            logger.error("retraining refused: training code incomplete", commit_id=head, error=str(exc))
+            return {"status": "rejected", "reason": "training-code-incomplete", "detail": str(exc)}
+        definition = shipped_definition()
+        upsert_pipeline(services.sagemaker, settings.pipeline_name, settings.sagemaker_role_arn, definition)
+        parameters = pipeline_parameters(settings, commit, code, definition)
+        display_name = execution_display_name(commit.branch, head)
+        execution_arn = services.sagemaker.start_execution(
+            settings.pipeline_name,
+            display_name=display_name,
+            description=f"retraining ({detail.trigger} {detail.scheduled_time.isoformat()}) of "
+            f"{commit.repository}@{commit.branch} commit {head}",
+            parameters=parameters,
+            token=retraining_token(settings, head, detail),
+        )
+    finally:
+        services.ledger.release_lease(pk, owner)
+    lineage = services.lineage()
+    lineage.execution_started(commit, execution_arn, display_name, parameters)
+    services.ledger.put(
+        f"COMMIT#{commit.repository}#{head}",
+        f"RETRAINING#{detail.scheduled_time.isoformat()}",
+        kind="retraining",
+        trigger=detail.trigger,
+        scheduled_time=detail.scheduled_time.isoformat(),
+        schedule_arn=detail.schedule_arn,
+        execution_arn=execution_arn,
+    )
+    metrics.add_metric(name="RetrainingsStarted", unit="Count", value=1)
+    logger.info(
+        "retraining started",
+        trigger=detail.trigger,
+        scheduled_time=detail.scheduled_time.isoformat(),
+        commit_id=head,
+        execution_arn=execution_arn,
+    )
+    return {"status": "started", "trigger": detail.trigger, "commit_id": head, "execution_arn": execution_arn}
+
+
+def retraining_token(settings: PushSettings, head: str, detail: RetrainingDetail) -> str:
+    """ClientRequestToken: one run per trigger and scheduled time, unlike a push's (one per commit)."""
+    when = detail.scheduled_time.isoformat()
+    seed = f"{settings.repository_name}:{settings.branch_name}:{head}:{detail.trigger}:{when}"
+    return hashlib.sha256(seed.encode()).hexdigest()
+
+
+@refusing_permanent_errors
+def handle_retraining(
+    request: RetrainingRequest,
+    settings: PushSettings,
+    context: Any = None,
+    services: PushServices | None = None,
+) -> dict[str, Any]:
+    """Entry point of the start-pipeline handler for a retraining request."""
+    detail = request.retraining
+    active = services or PushServices.from_settings(settings)
+    head = active.codecommit.branch_head(settings.repository_name, settings.branch_name)
+    if head is None:
+        return ignore("no-branch", branch=settings.branch_name, trigger=detail.trigger).as_response()
+    return run_once(
+        settings.ledger_table_name,
+        ("trigger", "scheduled_time"),
+        lambda _: retrain(detail, head, settings, active),
+        key={"trigger": detail.trigger, "scheduled_time": detail.scheduled_time.isoformat()},
+        context=context,
+    )

@@ -1,0 +1,128 @@
+"""StartPipelineFunction on the stack's retraining schedule (orchestrator.retrain): a run of the branch
+head's code, recorded with its trigger, one per scheduled time, never while another run executes.
+
+The event is the Input the template gives the ScheduleV2 source, with Scheduler's context attributes
+filled in (EventBridge Scheduler user guide, managing-schedule-context-attributes).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from functions.start_pipeline.app import lambda_handler
+from orchestrator.adapters.ledger import Ledger
+from tests.template.cfn import load_template
+from tests.unit.conftest import BRANCH, REPOSITORY, TABLE, TRAINING_CODE, Cloud
+from tests.unit.fakes import moto_sagemaker
+from tests.unit.test_start_pipeline import parameters_of, push_event
+
+SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/mlops-demo-retrain"
+
+
+def scheduled(at: str = "2026-12-07T03:00:00Z") -> dict[str, Any]:
+    """What Scheduler sends: the template's Input with the context attributes replaced."""
+    events = load_template()["Resources"]["StartPipelineFunction"]["Properties"]["Events"]
+    text = events["Retrain"]["Properties"]["Input"]
+    text = text.replace("<aws.scheduler.scheduled-time>", at).replace(
+        "<aws.scheduler.schedule-arn>", SCHEDULE_ARN
+    )
+    return dict(json.loads(text))
+
+
+def set_status(status: str) -> None:
+    for pipeline in moto_sagemaker().pipelines.values():
+        for execution in pipeline.pipeline_executions.values():
+            execution.pipeline_execution_status = status
+
+
+def test_the_schedule_retrains_the_branch_head_and_records_why(cloud: Cloud, context: Any) -> None:
+    # GIVEN the branch at a commit of training code
+    head = cloud.repository.commit(TRAINING_CODE)
+
+    # WHEN the schedule fires
+    result = lambda_handler(scheduled(), context)
+
+    # THEN one run of the head's code started, and the ledger says it was the schedule
+    assert (result["status"], result["trigger"], result["commit_id"]) == ("started", "schedule", head)
+    [execution] = cloud.executions()
+    assert execution["PipelineExecutionArn"] == result["execution_arn"]
+    assert execution["PipelineExecutionDisplayName"] == f"{BRANCH}-{head[:12]}"
+    assert parameters_of(cloud, result["execution_arn"])["CommitId"] == head
+    record = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{head}", "RETRAINING#2026-12-07T03:00:00+00:00")
+    assert record is not None
+    assert (record["trigger"], record["schedule_arn"], record["execution_arn"]) == (
+        "schedule",
+        SCHEDULE_ARN,
+        result["execution_arn"],
+    )
+
+
+def test_one_scheduled_time_starts_one_run_however_often_it_is_delivered(cloud: Cloud, context: Any) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    first = lambda_handler(scheduled(), context)
+    again = lambda_handler(scheduled(), context)
+    assert first == again
+    assert len(cloud.executions()) == 1
+
+
+def test_no_retraining_while_a_run_executes_and_the_next_time_retrains(cloud: Cloud, context: Any) -> None:
+    # GIVEN a push whose run is still executing
+    head = cloud.repository.commit(TRAINING_CODE)
+    assert lambda_handler(push_event(head), context)["status"] == "started"
+    set_status("Executing")  # as on AWS (moto 5.2.5 says Succeeded at once)
+
+    # WHEN the schedule fires meanwhile
+    skipped = lambda_handler(scheduled("2026-12-07T03:00:00Z"), context)
+
+    # THEN nothing starts, and the answer names the run in the way
+    [running] = cloud.executions()
+    assert (skipped["status"], skipped["reason"]) == ("skipped", "run-in-progress")
+    assert skipped["executing"] == [running["PipelineExecutionArn"]]
+
+    # WHEN that run has ended and the schedule fires again
+    set_status("Succeeded")
+    later = lambda_handler(scheduled("2026-12-14T03:00:00Z"), context)
+    # THEN the same commit is trained again: a retraining is a new run of the head, not a duplicate push
+    assert later["status"] == "started" and later["commit_id"] == head
+    assert len(cloud.executions()) == 2
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"trigger": "drift"},  # no drift trigger from the schedule's Input
+        {"scheduledTime": "next monday"},
+        {"scheduledTime": None},
+        {"extra": "field"},
+    ],
+)
+def test_a_malformed_retraining_request_is_refused_without_a_side_effect(
+    cloud: Cloud, context: Any, change: dict[str, Any]
+) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    event = scheduled()
+    event["retraining"].update(change)
+    result = lambda_handler(event, context)
+    assert result["status"] == "ignored"
+    assert cloud.executions() == []
+
+
+def test_without_the_branch_there_is_nothing_to_retrain(cloud: Cloud, context: Any) -> None:
+    result = lambda_handler(scheduled(), context)
+    assert (result["status"], result["reason"]) == ("ignored", "no-branch")
+    assert cloud.executions() == []
+
+
+def test_the_schedule_is_off_unless_a_schedule_expression_is_given() -> None:
+    from tests.template.cfn import Resolver
+
+    template = load_template()
+    retrain = template["Resources"]["StartPipelineFunction"]["Properties"]["Events"]["Retrain"]["Properties"]
+    assert Resolver(template).resolve(retrain["State"]) == "DISABLED"
+    assert Resolver(template, {"RetrainSchedule": "rate(7 days)"}).resolve(retrain["State"]) == "ENABLED"
+    assert Resolver(template, {"RetrainSchedule": "rate(7 days)"}).resolve(retrain["ScheduleExpression"]) == (
+        "rate(7 days)"
+    )
