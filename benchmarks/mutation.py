@@ -48,6 +48,8 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_deploy_details.py",
         "tests/unit/test_permanent_and_transient_errors.py",
     ],
+    "promote": ["tests/unit/test_promotion.py"],
+    "retrain": ["tests/unit/test_retraining.py"],
     "track": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_track_details.py"],
     "lineage": ["tests/unit/test_lineage_records.py", "tests/unit/test_track_and_lineage.py"],
 }
