@@ -7,6 +7,7 @@ filled in (EventBridge Scheduler user guide, managing-schedule-context-attribute
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -15,9 +16,10 @@ import pytest
 from functions.start_pipeline.app import lambda_handler
 from orchestrator.adapters.ledger import Ledger
 from tests.template.cfn import load_template
-from tests.unit.conftest import BRANCH, REPOSITORY, TABLE, TRAINING_CODE, Cloud
+from tests.unit.conftest import BRANCH, PIPELINE, REPOSITORY, TABLE, TRAINING_CODE, Cloud, logged
 from tests.unit.fakes import moto_sagemaker
 from tests.unit.test_start_pipeline import parameters_of, push_event
+from tests.unit.test_track_details import metrics_emitted
 
 SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/mlops-demo-retrain"
 
@@ -126,3 +128,108 @@ def test_the_schedule_is_off_unless_a_schedule_expression_is_given() -> None:
     assert Resolver(template, {"RetrainSchedule": "rate(7 days)"}).resolve(retrain["ScheduleExpression"]) == (
         "rate(7 days)"
     )
+
+
+# --- what people and dashboards read: answers, log lines, metrics, ledger items, the token -----------
+def started_requests(cloud: Cloud) -> list[dict[str, Any]]:
+    """StartPipelineExecution requests, recorded on their way to moto (moto ignores the token)."""
+    seen: list[dict[str, Any]] = []
+
+    def record(params: dict[str, Any], moto: Any) -> dict[str, Any]:
+        seen.append(params)
+        return dict(moto(params))
+
+    cloud.through_moto("StartPipelineExecution", record)
+    return seen
+
+
+def test_a_started_retraining_is_answered_logged_counted_and_recorded_in_full(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = cloud.repository.commit(TRAINING_CODE)
+    requests = started_requests(cloud)
+    result = lambda_handler(scheduled("2026-12-07T03:00:00Z"), context)
+
+    arn = result["execution_arn"]
+    assert result == {"status": "started", "trigger": "schedule", "commit_id": head, "execution_arn": arn}
+    [line] = logged(caplog, "retraining started")
+    assert (line["trigger"], line["scheduled_time"], line["commit_id"], line["execution_arn"]) == (
+        "schedule",
+        "2026-12-07T03:00:00+00:00",
+        head,
+        arn,
+    )
+    assert metrics_emitted(capsys)["RetrainingsStarted"] == 1
+    # the token: one run per trigger and scheduled time (a push's token is per commit)
+    seed = f"{REPOSITORY}:{BRANCH}:{head}:schedule:2026-12-07T03:00:00+00:00"
+    [request] = requests
+    assert request["ClientRequestToken"] == hashlib.sha256(seed.encode()).hexdigest()
+    assert request["PipelineExecutionDescription"] == (
+        f"retraining (schedule 2026-12-07T03:00:00+00:00) of {REPOSITORY}@{BRANCH} commit {head}"
+    )
+    ledger = Ledger(TABLE)
+    record = ledger.get(f"COMMIT#{REPOSITORY}#{head}", "RETRAINING#2026-12-07T03:00:00+00:00")
+    assert record is not None
+    assert {k: record[k] for k in ("kind", "trigger", "scheduled_time", "schedule_arn", "execution_arn")} == {
+        "kind": "retraining",
+        "trigger": "schedule",
+        "scheduled_time": "2026-12-07T03:00:00+00:00",
+        "schedule_arn": SCHEDULE_ARN,
+        "execution_arn": arn,
+    }
+    # the run is recorded as a push's is: under the commit with its display name, and with its parameters
+    run = ledger.get(f"COMMIT#{REPOSITORY}#{head}", f"EXECUTION#{arn}")
+    assert run is not None and run["display_name"] == f"{BRANCH}-{head[:12]}"
+    execution = ledger.get(f"EXECUTION#{arn}", "EXECUTION")
+    assert execution is not None and execution["parameters"]["CommitId"] == head
+
+
+def test_a_run_in_progress_is_named_logged_and_counted(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    head = cloud.repository.commit(TRAINING_CODE)
+    running = lambda_handler(push_event(head), context)["execution_arn"]
+    set_status("Executing")
+    capsys.readouterr()
+    result = lambda_handler(scheduled(), context)
+    assert result == {"status": "skipped", "reason": "run-in-progress", "executing": [running]}
+    [line] = logged(caplog, "retraining skipped: a run is executing")
+    assert (line["trigger"], line["executing"]) == ("schedule", [running])
+    assert metrics_emitted(capsys)["RetrainingsSkipped"] == 1
+
+
+def test_a_retraining_already_starting_is_skipped_logged_and_counted(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    # GIVEN another trigger holds the retraining lease (it is checking and starting right now)
+    assert Ledger(TABLE).acquire_lease(f"PIPELINE#{PIPELINE}", "schedule:another", 120)
+    result = lambda_handler(scheduled(), context)
+    assert result == {"status": "skipped", "reason": "retraining-starting", "trigger": "schedule"}
+    [line] = logged(caplog, "retraining skipped: another retraining is starting")
+    assert line["trigger"] == "schedule"
+    assert metrics_emitted(capsys)["RetrainingsSkipped"] == 1
+    assert cloud.executions() == []
+
+
+def test_the_lease_is_released_after_a_start_so_the_next_trigger_may_check(
+    cloud: Cloud, context: Any
+) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    lambda_handler(scheduled("2026-12-07T03:00:00Z"), context)
+    assert Ledger(TABLE).acquire_lease(f"PIPELINE#{PIPELINE}", "someone-else", 60)
+
+
+def test_a_head_without_its_training_code_is_refused_and_logged(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    head = cloud.repository.commit({"training_code/train.py": b"print('no preprocess.py')\n"})
+    result = lambda_handler(scheduled(), context)
+    assert result == {
+        "status": "rejected",
+        "reason": "training-code-incomplete",
+        "detail": "preprocess.py, evaluate.py missing under training_code/",
+    }
+    [line] = logged(caplog, "retraining refused: training code incomplete", "ERROR")
+    assert (line["commit_id"], line["error"]) == (head, result["detail"])
+    assert cloud.executions() == []
