@@ -13,6 +13,7 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -726,3 +727,101 @@ def test_rejecting_the_candidate_during_an_ab_test_leaves_the_live_variant_alone
     assert result["production"]["status"] == "rolled-back"
     assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
     assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is None
+
+
+# --- the evidence and the refusals, word for word -------------------------------------------------------
+def test_variant_metrics_asks_cloudwatch_for_whole_minutes_and_sums_or_averages() -> None:
+    import boto3
+    from botocore.stub import Stubber
+
+    from orchestrator.promote import variant_metrics
+
+    client = boto3.client("cloudwatch", region_name="us-east-1")
+    since = datetime(2026, 12, 1, 10, 3, 27, 500000, tzinfo=UTC)
+    now = datetime(2026, 12, 1, 10, 41, 5, 250000, tzinfo=UTC)
+    start, end = datetime(2026, 12, 1, 10, 3, tzinfo=UTC), datetime(2026, 12, 1, 10, 42, tzinfo=UTC)
+    answers = {
+        ("Live", "Invocations"): [5.0, 7.0],
+        ("Live", "Invocation4XXErrors"): [1.0],
+        ("Live", "Invocation5XXErrors"): [],
+        ("Live", "ModelLatency"): [100.0, 250.25],
+        ("Candidate", "Invocations"): [3.0],
+        ("Candidate", "Invocation4XXErrors"): [],
+        ("Candidate", "Invocation5XXErrors"): [2.0],
+        ("Candidate", "ModelLatency"): [],
+    }
+    statistic_of = {
+        "Invocations": "Sum",
+        "Invocation4XXErrors": "Sum",
+        "Invocation5XXErrors": "Sum",
+        "ModelLatency": "Average",
+    }
+    with Stubber(client) as stub:
+        for (variant, metric), values in answers.items():
+            statistic = statistic_of[metric]
+            stub.add_response(
+                "get_metric_statistics",
+                {"Datapoints": [{statistic: value, "Timestamp": start} for value in values]},
+                {
+                    "Namespace": "AWS/SageMaker",
+                    "MetricName": metric,
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": PRODUCTION},
+                        {"Name": "VariantName", "Value": variant},
+                    ],
+                    "StartTime": start,
+                    "EndTime": end,
+                    "Period": 39 * 60,
+                    "Statistics": [statistic],
+                },
+            )
+        found = variant_metrics(PRODUCTION, ["Live", "Candidate"], since, client, now=now)
+        stub.assert_no_pending_responses()
+    assert found == {
+        "Live": {
+            "Invocations": 12.0,
+            "Invocation4XXErrors": 1.0,
+            "Invocation5XXErrors": 0.0,
+            "ModelLatency": 175.1,
+        },
+        "Candidate": {
+            "Invocations": 3.0,
+            "Invocation4XXErrors": 0.0,
+            "Invocation5XXErrors": 2.0,
+            "ModelLatency": None,
+        },
+    }
+
+
+def test_a_refusal_is_answered_logged_counted_and_notified_word_for_word(
+    cloud: Cloud,
+    context: Any,
+    staged: tuple[LifeCycles, Model],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.unit.test_track_details import body_and_details, metrics_emitted
+
+    _, model = staged
+    arn = package(cloud, model, 1)  # never approved
+    capsys.readouterr()
+    result = promote(cloud, arn, context)
+    assert result == {
+        "status": "refused",
+        "reason": "not-approved",
+        "package_arn": arn,
+        "approval_status": "PendingManualApproval",
+    }
+    [line] = logged(caplog, "promotion refused", "WARNING")
+    assert (line["reason"], line["package_arn"], line["approval_status"]) == (
+        "not-approved",
+        arn,
+        "PendingManualApproval",
+    )
+    assert metrics_emitted(capsys)["PromotionsRefused"] == 1
+    [notification] = cloud.notifications()
+    assert notification["Subject"] == "Promotion to production refused: not-approved"
+    assert body_and_details(notification) == (
+        f"Package {arn} was not deployed to production (not-approved).",
+        {"package_arn": arn, "reason": "not-approved"},
+    )

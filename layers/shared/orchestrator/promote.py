@@ -323,7 +323,7 @@ VARIANT_METRICS = (
 
 
 def variant_metrics(
-    endpoint: str, variants: list[str], since: datetime, cloudwatch: Any = None
+    endpoint: str, variants: list[str], since: datetime, cloudwatch: Any = None, now: datetime | None = None
 ) -> dict[str, Any]:
     """Each variant's invocations, errors and mean model latency (microseconds) since `since`, from the
     metrics SageMaker publishes per variant (AWS/SageMaker, dimensions EndpointName and VariantName;
@@ -332,7 +332,7 @@ def variant_metrics(
     # whole minutes around the test (SageMaker publishes these metrics per minute), one datapoint over all
     # of it: StartTime must be before EndTime and the period a multiple of 60 s (GetMetricStatistics)
     start = since.astimezone(UTC).replace(second=0, microsecond=0)
-    end = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    end = (now or datetime.now(UTC)).astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     period = int((end - start).total_seconds())
     found: dict[str, Any] = {}
     for variant in variants:
