@@ -825,3 +825,115 @@ def test_a_refusal_is_answered_logged_counted_and_notified_word_for_word(
         f"Package {arn} was not deployed to production (not-approved).",
         {"package_arn": arn, "reason": "not-approved"},
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "prediction"),
+    [
+        (b"23.5\n", 23.5),
+        (b"23.5,1.0\n7\n", 23.5),  # the first value of the first line
+        (b"  23.5  \n", 23.5),
+        (b"", None),  # nothing answered
+        (b"nan\n", None),  # not a number a regression can be scored on
+        (b"inf\n", None),
+        (b"\xff23.5\n", None),  # not UTF-8: unreadable, not a crash
+        (b"twenty\n", None),
+    ],
+)
+def test_a_prediction_is_the_first_finite_value_of_the_answer(body: bytes, prediction: float | None) -> None:
+    from orchestrator.promote import _prediction
+
+    assert _prediction(body) == prediction
+
+
+def test_an_answer_that_is_no_number_counts_as_an_error_not_as_a_perfect_prediction() -> None:
+    settings = load_settings(
+        DeploySettings, ENVIRONMENT | {"SMOKE_TEST_MAX_RMSE": "2", "SMOKE_TEST_MAX_ERROR_RATE": "1"}
+    )
+
+    class Runtime:
+        def invoke_endpoint(self, **params: Any) -> dict[str, Any]:
+            answer = b"nan\n" if params["Body"] == b"1" else b"2.5\n"
+            return {"Body": StreamingBody(io.BytesIO(answer), len(answer))}
+
+    from orchestrator.domain import PackageLineage
+
+    pkg = PackageLineage("arn:aws:sagemaker:us-east-1:123456789012:model-package/g/1", "g", 1, "Approved", "")
+    result = smoke_test(pkg, ENDPOINT, "config", [("1", 1.0), ("2", 2.0)], settings, Runtime())
+    assert (result.errors, result.rmse) == (1, 0.5)
+
+
+def test_the_stage_description_says_what_was_measured_and_why_it_failed() -> None:
+    from orchestrator.promote import SmokeResult
+
+    passed = SmokeResult("arn", "ep", "ep-v1-abc", 20, 0, 0.0, 11.2345, 2.3312, True, (), "t")
+    assert (
+        passed.description() == "smoke test on ep-v1-abc: 20 rows, 0 errors, p95 11.23 ms, RMSE 2.331; passed"
+    )
+    failed = SmokeResult("arn", "ep", "ep-v1-abc", 20, 2, 0.1, None, None, False, ("a", "b"), "t")
+    assert failed.description() == (
+        "smoke test on ep-v1-abc: 20 rows, 2 errors, p95 n/a ms, RMSE n/a; failed: a; b"
+    )
+    assert (
+        len(SmokeResult("arn", "ep", "c", 1, 1, 1.0, None, None, False, ("x" * 2000,), "t").description())
+        == 1024
+    )
+
+
+def test_no_datapoints_at_all_is_no_traffic() -> None:
+    import boto3
+    from botocore.stub import ANY, Stubber
+
+    from orchestrator.promote import variant_metrics
+
+    client = boto3.client("cloudwatch", region_name="us-east-1")
+    with Stubber(client) as stub:
+        for _ in range(4):
+            stub.add_response("get_metric_statistics", {}, {
+                "Namespace": ANY, "MetricName": ANY, "Dimensions": ANY, "StartTime": ANY, "EndTime": ANY,
+                "Period": ANY, "Statistics": ANY,
+            })  # fmt: skip
+        found = variant_metrics(PRODUCTION, ["Live"], datetime(2026, 12, 1, 10, 0, tzinfo=UTC), client)
+    assert found == {
+        "Live": {
+            "Invocations": 0.0,
+            "Invocation4XXErrors": 0.0,
+            "Invocation5XXErrors": 0.0,
+            "ModelLatency": None,
+        }
+    }
+
+
+def test_refusals_carry_what_the_person_needs_to_know(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    model.offset = 3.0
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    tested = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    failed = promote(cloud, v1, context)
+    assert (failed["tested_config"], failed["failures"]) == (tested, ["RMSE 3 > 1.0"])
+    model.offset = 0.5
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    now = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    v1_record = ledger(cloud, f"PACKAGE#{v1}", "STAGE#Staging")
+    assert v1_record is not None
+    # v1's record is patched to a pass, to reach the check after it: staging has moved on to v2
+    import boto3
+
+    boto3.client("dynamodb").update_item(
+        TableName=TABLE,
+        Key={"pk": {"S": f"PACKAGE#{v1}"}, "sk": {"S": "STAGE#Staging"}},
+        UpdateExpression="SET passed = :yes",
+        ExpressionAttributeValues={":yes": {"BOOL": True}},
+    )
+    superseded = promote(cloud, v1, context)
+    assert superseded == {
+        "status": "refused",
+        "reason": "superseded-in-staging",
+        "package_arn": v1,
+        "tested_config": tested,
+        "staging_config": now,
+        "staging_pending_config": None,
+    }
+    assert v2 != v1
