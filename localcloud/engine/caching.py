@@ -1,63 +1,62 @@
-"""Step caching as SageMaker Pipelines does it: a step whose resolved arguments and input contents match a
-recent successful run of the same step of the same pipeline reuses that run instead of running again.
+"""Step caching as SageMaker Pipelines does it: a step whose cache key attributes match a recent successful
+run of the same step of the same pipeline reuses that run instead of running again.
 
-The key is a hash of the resolved arguments with output destinations removed, plus the ETags of every
-object under every S3 URI the arguments read (data, code, model), so new code or new data means a miss.
+The key is made of the resolved arguments' attributes that AWS lists per step type (SageMaker developer
+guide, "Default cache key attributes by pipeline step type", pipelines-default-keys). Like AWS, it never
+looks at what an S3 URI holds: new data under the same URI is a cache hit, which is why the SDK uploads
+code under content-addressed keys and why a retraining passes a new DataVersion.
 """
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import json
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 CACHEABLE_STEP_TYPES = frozenset({"Processing", "Training", "Tuning", "Transform"})
 
-
-def _drop_outputs(step_type: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    stripped = copy.deepcopy(arguments)
-    if step_type == "Processing":
-        for output in stripped.get("ProcessingOutputConfig", {}).get("Outputs", []):
-            output.get("S3Output", {}).pop("S3Uri", None)
-    elif step_type == "Training":
-        stripped.get("OutputDataConfig", {}).pop("S3OutputPath", None)
-    elif step_type == "Tuning":
-        definitions = [
-            stripped.get("TrainingJobDefinition") or {},
-            *stripped.get("TrainingJobDefinitions", []),
-        ]
-        for definition in definitions:
-            definition.get("OutputDataConfig", {}).pop("S3OutputPath", None)
-    elif step_type == "Transform":
-        stripped.get("TransformOutput", {}).pop("S3OutputPath", None)
-    return stripped
-
-
-def _s3_uris(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        if value.startswith("s3://"):
-            yield value
-    elif isinstance(value, list):
-        for item in value:
-            yield from _s3_uris(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _s3_uris(item)
+# pipelines-default-keys: the attributes that, if changed, initiate a rerun of the step
+KEY_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
+    "Training": (
+        "AlgorithmSpecification",
+        "CheckpointConfig",
+        "DebugHookConfig",
+        "DebugRuleConfigurations",
+        "Environment",
+        "HyperParameters",
+        "InputDataConfig",
+    ),
+    "Tuning": ("HyperParameterTuningJobConfig", "TrainingJobDefinition", "TrainingJobDefinitions"),
+    "Transform": ("DataProcessing", "Environment", "ModelName", "TransformInput"),
+}
+# of a tuning step's TrainingJobDefinition, only these children incur a rerun
+TUNING_DEFINITION_ATTRIBUTES = (
+    "AlgorithmSpecification",
+    "HyperParameterRanges",
+    "InputDataConfig",
+    "StaticHyperParameters",
+    "TuningObjective",
+)
 
 
-def cache_key(step_type: str, arguments: dict[str, Any], etags: Callable[[str], list[list[str]]]) -> str:
-    """SHA-256 over the arguments without output destinations and the ETags under each input URI.
+def key_attributes(step_type: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of a step's resolved arguments that decide a cache hit."""
+    chosen = {name: arguments[name] for name in KEY_ATTRIBUTES[step_type] if name in arguments}
+    if step_type == "Tuning" and isinstance(chosen.get("TrainingJobDefinition"), dict):
+        definition = chosen["TrainingJobDefinition"]
+        chosen["TrainingJobDefinition"] = {
+            name: definition[name] for name in TUNING_DEFINITION_ATTRIBUTES if name in definition
+        }
+    return chosen
 
-    ``etags(uri)`` lists ``[relative key, ETag]`` for every object under the URI's prefix.
-    """
-    stripped = _drop_outputs(step_type, arguments)
-    inputs = {uri: etags(uri) for uri in sorted(set(_s3_uris(stripped)))}
-    document = {"type": step_type, "arguments": stripped, "inputs": inputs}
+
+def cache_key(step_type: str, arguments: dict[str, Any]) -> str:
+    """SHA-256 over the step type and its key attributes."""
+    document = {"type": step_type, "attributes": key_attributes(step_type, arguments)}
     return hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
 
 

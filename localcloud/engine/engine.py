@@ -450,7 +450,7 @@ class PipelineEngine:
             else:
                 arguments = resolve(spec.arguments, ctx)
                 if spec.cache.enabled and executor.cacheable:
-                    step.cache_key = cache_key(spec.type, arguments, self._etags)
+                    step.cache_key = cache_key(spec.type, arguments)
                     hit = self.cache.lookup(
                         run.pipeline_name, spec.name, step.cache_key, spec.cache.expire_after
                     )
@@ -560,19 +560,6 @@ class PipelineEngine:
             raise ExpressionError(
                 f"cannot read {uri}: {error.response.get('Error', {}).get('Code')}"
             ) from None
-
-    def _etags(self, uri: str) -> list[list[str]]:
-        bucket, _, prefix = uri.removeprefix("s3://").partition("/")
-        found: list[list[str]] = []
-        try:
-            for page in (
-                self.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-            ):
-                for item in page.get("Contents", []):
-                    found.append([item["Key"][len(prefix) :], item["ETag"]])
-        except ClientError:
-            return []
-        return found
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

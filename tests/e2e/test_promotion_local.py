@@ -251,3 +251,17 @@ def test_the_retraining_schedules_input_retrains_the_head_once_at_a_time(cloud: 
     assert first["execution_arn"] in [
         e["PipelineExecutionArn"] for e in executions["PipelineExecutionSummaries"]
     ]
+    # the run of an unchanged head reads the data again: its new DataVersion makes PreprocessData a cache
+    # miss (step caching keys on arguments, not on S3 contents: SageMaker developer guide,
+    # pipelines-default-keys), where without it every step would be taken from v1's run
+    sagemaker = cloud.client("sagemaker")
+    deadline = time.monotonic() + 60
+    preprocess: dict[str, Any] = {}
+    while time.monotonic() < deadline and "ProcessingJob" not in preprocess.get("Metadata", {}):
+        steps = sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=first["execution_arn"])
+        preprocess = next(
+            (s for s in steps["PipelineExecutionSteps"] if s["StepName"] == "PreprocessData"), {}
+        )
+        time.sleep(0.2)
+    assert "ProcessingJob" in preprocess.get("Metadata", {}), preprocess
+    assert "CacheHitResult" not in preprocess

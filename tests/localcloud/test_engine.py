@@ -419,7 +419,7 @@ def test_failed_preprocessing_fails_the_execution_and_starts_nothing_after_it(
     assert job["ProcessingJobStatus"] == "Failed"
 
 
-def test_second_run_with_new_training_code_reuses_preprocessing_from_cache(
+def test_second_run_with_new_training_code_reuses_preprocessing_until_a_new_data_version(
     engine: PipelineEngine, runner: FakeRunner, client: Callable[[str], Any], real_pipeline: str, bucket: str
 ) -> None:
     # GIVEN a first successful run
@@ -452,14 +452,24 @@ def test_second_run_with_new_training_code_reuses_preprocessing_from_cache(
     assert steps["TuneModel"]["CacheHitResult"]["SourcePipelineExecutionArn"] == second
     assert steps["EvaluateModel"]["CacheHitResult"]["SourcePipelineExecutionArn"] == second
 
-    # AND WHEN the input data changes, preprocessing misses the cache
-    fourth = start(
+    # AND WHEN new data replaces the old under the same URI, it is still a hit: AWS keys a processing
+    # step on AppSpecification, Environment and ProcessingInputs, never on what the URIs hold (SageMaker
+    # developer guide, pipelines-default-keys)
+    new_data = b"a,b,MEDV\n1,2,3\n4,5,6\n"
+    fourth = start(client, real_pipeline, real_parameters(client, bucket, b"train v2", new_data))
+    assert engine.wait(fourth, timeout=60) == "Succeeded"
+    assert steps_of(client, fourth)["PreprocessData"]["CacheHitResult"]["SourcePipelineExecutionArn"] == first
+
+    # AND WHEN a run gives a new DataVersion (PreprocessData's Environment), preprocessing runs again
+    fifth = start(
         client,
         real_pipeline,
-        real_parameters(client, bucket, training_code=b"train v2", data_csv=b"a,b,MEDV\n1,2,3\n4,5,6\n"),
+        real_parameters(client, bucket, b"train v2", new_data, DataVersion="schedule:1"),
     )
-    assert engine.wait(fourth, timeout=60) == "Succeeded"
-    assert "CacheHitResult" not in steps_of(client, fourth)["PreprocessData"]
+    assert engine.wait(fifth, timeout=60) == "Succeeded"
+    steps = steps_of(client, fifth)
+    assert "CacheHitResult" not in steps["PreprocessData"]
+    assert "CacheHitResult" not in steps["TuneModel"]  # it reads the new split's URIs
 
 
 def test_execution_and_step_events_are_emitted_like_aws(

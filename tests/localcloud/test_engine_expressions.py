@@ -205,21 +205,52 @@ def test_expire_after_durations() -> None:
         parse_iso8601_duration("30 days")
 
 
-def test_cache_key_ignores_output_destinations_but_not_inputs_or_their_contents() -> None:
-    # GIVEN two runs' processing arguments that differ only in where outputs go
-    def arguments(output: str, code: str) -> dict[str, Any]:
+def test_cache_key_is_the_attributes_aws_lists_not_what_the_uris_hold() -> None:
+    # AWS: SageMaker developer guide, pipelines-default-keys. Processing reruns on a change of
+    # AppSpecification, Environment or ProcessingInputs; nothing else, and never on S3 contents.
+    def arguments(output: str = "s3://b/run1/o", code: str = "s3://b/code/1", **extra: Any) -> dict[str, Any]:
         return {
-            "ProcessingInputs": [{"S3Input": {"S3Uri": code}}],
+            "AppSpecification": {"ImageUri": "sklearn", "ContainerEntrypoint": ["python3", "p.py"]},
+            "Environment": {"DATA_VERSION": ""},
+            "ProcessingInputs": [{"InputName": "code", "S3Input": {"S3Uri": code}}],
             "ProcessingOutputConfig": {"Outputs": [{"OutputName": "o", "S3Output": {"S3Uri": output}}]},
+            "ProcessingResources": {"ClusterConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1}},
+            **extra,
         }
 
-    etags = {"s3://b/code/1": [["", '"aa"']], "s3://b/code/2": [["", '"bb"']]}
-    key = cache_key("Processing", arguments("s3://b/run1/o", "s3://b/code/1"), etags.__getitem__)
-    # WHEN keyed / THEN the output destination does not matter, the input and its content do
-    assert cache_key("Processing", arguments("s3://b/run2/o", "s3://b/code/1"), etags.__getitem__) == key
-    assert cache_key("Processing", arguments("s3://b/run2/o", "s3://b/code/2"), etags.__getitem__) != key
-    changed = {"s3://b/code/1": [["", '"cc"']]}
-    assert cache_key("Processing", arguments("s3://b/run1/o", "s3://b/code/1"), changed.__getitem__) != key
+    key = cache_key("Processing", arguments())
+    # outputs, resources and role are not key attributes
+    assert cache_key("Processing", arguments(output="s3://b/run2/o")) == key
+    resized = arguments()
+    resized["ProcessingResources"]["ClusterConfig"]["InstanceType"] = "ml.m5.xlarge"
+    assert cache_key("Processing", resized) == key
+    assert cache_key("Processing", arguments(RoleArn="arn:aws:iam::1:role/other")) == key
+    # each key attribute is
+    assert cache_key("Processing", arguments(code="s3://b/code/2")) != key
+    assert cache_key("Processing", arguments(Environment={"DATA_VERSION": "schedule:2026"})) != key
+    assert cache_key("Processing", arguments(AppSpecification={"ImageUri": "other"})) != key
+    # the type is part of the key
+    assert cache_key("Transform", arguments()) != key
+
+
+def test_a_tuning_steps_key_takes_only_the_training_definitions_listed_children() -> None:
+    definition = {
+        "AlgorithmSpecification": {"TrainingImage": "tf"},
+        "StaticHyperParameters": {"epochs": "5"},
+        "InputDataConfig": [{"ChannelName": "train"}],
+        "OutputDataConfig": {"S3OutputPath": "s3://b/run1"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large"},
+    }
+    arguments = {
+        "HyperParameterTuningJobConfig": {"Strategy": "Bayesian"},
+        "TrainingJobDefinition": definition,
+    }
+    key = cache_key("Tuning", arguments)
+    moved = {**definition, "OutputDataConfig": {"S3OutputPath": "s3://b/run2"}, "ResourceConfig": {}}
+    assert cache_key("Tuning", {**arguments, "TrainingJobDefinition": moved}) == key
+    retuned = {**definition, "StaticHyperParameters": {"epochs": "6"}}
+    assert cache_key("Tuning", {**arguments, "TrainingJobDefinition": retuned}) != key
+    assert cache_key("Tuning", {**arguments, "HyperParameterTuningJobConfig": {"Strategy": "Random"}}) != key
 
 
 def test_cache_entries_expire() -> None:

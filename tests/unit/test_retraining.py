@@ -92,6 +92,22 @@ def test_no_retraining_while_a_run_executes_and_the_next_time_retrains(cloud: Cl
     assert len(cloud.executions()) == 2
 
 
+def test_a_retraining_reads_the_data_again_where_a_push_reuses_its_cached_split(
+    cloud: Cloud, context: Any
+) -> None:
+    # Step caching keys on a step's arguments, never on what an S3 URI holds (SageMaker developer guide,
+    # pipelines-default-keys): only a new DataVersion (PreprocessData's Environment) makes a rerun.
+    head = cloud.repository.commit(TRAINING_CODE)
+    pushed = lambda_handler(push_event(head), context)
+    assert parameters_of(cloud, pushed["execution_arn"])["DataVersion"] == "push"
+    first = lambda_handler(scheduled("2026-12-07T03:00:00Z"), context)
+    second = lambda_handler(scheduled("2026-12-14T03:00:00Z"), context)
+    assert parameters_of(cloud, first["execution_arn"])["DataVersion"] == "schedule:2026-12-07T03:00:00+00:00"
+    assert (
+        parameters_of(cloud, second["execution_arn"])["DataVersion"] == "schedule:2026-12-14T03:00:00+00:00"
+    )
+
+
 @pytest.mark.parametrize(
     "change",
     [

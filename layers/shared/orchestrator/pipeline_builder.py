@@ -104,6 +104,12 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
     max_parallel_tuning_jobs = ParameterInteger("MaxParallelTuningJobs", default_value=2)
     rmse_threshold = ParameterFloat("RmseThreshold", default_value=6.0)
     approval_status = ParameterString("ModelApprovalStatus", default_value="PendingManualApproval")
+    # Step caching keys on a step's arguments, never on what its S3 URIs hold (SageMaker developer guide,
+    # pipelines-default-keys: Processing = AppSpecification, Environment, ProcessingInputs). A push passes
+    # the constant "push", so new code reuses the last split of the data; a retraining passes its own
+    # value, so the data at InputDataUri is read again and every later step runs on what it holds now.
+    # (Never empty: StartPipelineExecution refuses "" as a parameter value, sagemaker-python-sdk#4016.)
+    data_version = ParameterString("DataVersion", default_value="push")
 
     def s3(*parts: Any) -> Join:
         return Join(on="/", values=["s3:/", artifact_bucket, *parts])
@@ -117,6 +123,7 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
         instance_count=preprocess_instance_count,
         instance_type=preprocess_instance_type,
         entrypoint=["python3", f"{CODE_DIR}/preprocess.py"],
+        env={"DATA_VERSION": data_version},
         base_job_name="preprocess-data",
         sagemaker_session=session,
     )
@@ -310,6 +317,7 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
             max_parallel_tuning_jobs,
             rmse_threshold,
             approval_status,
+            data_version,
         ],
         steps=[preprocess, tune, evaluate, check],
         pipeline_experiment_config=PipelineExperimentConfig(

@@ -92,9 +92,14 @@ def package_training_code(
 
 
 def pipeline_parameters(
-    settings: PushSettings, commit: CommitRef, code: CodeLocations, definition: PipelineDefinition
+    settings: PushSettings,
+    commit: CommitRef,
+    code: CodeLocations,
+    definition: PipelineDefinition,
+    data_version: str = "push",
 ) -> dict[str, str]:
-    """Every parameter of docs/architecture.md that the shipped definition declares."""
+    """Every parameter of docs/architecture.md that the shipped definition declares. `data_version` is
+    "push" for a push (cached preprocessing is reused) and names the retraining otherwise."""
     values = {
         "InputDataUri": settings.input_data_uri,
         "TargetColumn": settings.target_column,
@@ -117,6 +122,7 @@ def pipeline_parameters(
         "MaxParallelTuningJobs": str(settings.max_parallel_tuning_jobs),
         "RmseThreshold": str(settings.rmse_threshold),
         "ModelApprovalStatus": settings.model_approval_status,
+        "DataVersion": data_version,
     }
     declared = set(definition.parameter_names)
     unknown = sorted(declared - values.keys())

@@ -84,7 +84,8 @@ def retrain(
             return {"status": "rejected", "reason": "training-code-incomplete", "detail": str(exc)}
         definition = shipped_definition()
         upsert_pipeline(services.sagemaker, settings.pipeline_name, settings.sagemaker_role_arn, definition)
-        parameters = pipeline_parameters(settings, commit, code, definition)
+        # a new DataVersion makes PreprocessData a cache miss: the run reads the data as it is now
+        parameters = pipeline_parameters(settings, commit, code, definition, data_version(detail))
         display_name = execution_display_name(commit.branch, head)
         execution_arn = services.sagemaker.start_execution(
             settings.pipeline_name,
@@ -116,6 +117,11 @@ def retrain(
         execution_arn=execution_arn,
     )
     return {"status": "started", "trigger": detail.trigger, "commit_id": head, "execution_arn": execution_arn}
+
+
+def data_version(detail: RetrainingDetail) -> str:
+    """The DataVersion pipeline parameter of a retraining: its trigger and scheduled time."""
+    return f"{detail.trigger}:{detail.scheduled_time.isoformat()}"
 
 
 def retraining_token(settings: PushSettings, head: str, detail: RetrainingDetail) -> str:
