@@ -169,6 +169,9 @@ RESOURCES_OF_OPERATION: dict[str, Callable[[Params], list[str]]] = {
     "cloudwatch:DescribeAlarms": lambda p: [
         f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}" for name in p.get("AlarmNames") or ["*"]
     ],
+    # PutMetricData supports no resource-level permission (Service Authorization Reference); the policy
+    # scopes it by the cloudwatch:namespace condition, which tests/unit/test_monitoring.py checks
+    "cloudwatch:PutMetricData": lambda p: ANY,
     "cloudwatch:PutMetricAlarm": lambda p: [f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{p['AlarmName']}"],
     # Application Auto Scaling supports no resource-level permissions for these.
     **{

@@ -1,5 +1,6 @@
 """DeployFunction: an approved package of our group is deployed; a rejected live package is rolled back; a
-decision kept while the endpoint was updating is carried out once it is back InService."""
+decision kept while the endpoint was updating is carried out once it is back InService; the monitoring
+schedule compares the endpoints' captured requests with the live package's data-quality baseline."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from orchestrator.deploy import handle_endpoint_event, handle_package_event
 from orchestrator.events import EndpointStateEvent, ModelPackageStateEvent
 from orchestrator.intake import Ignored, parse_event
+from orchestrator.monitor import MonitoringRequest, handle_monitoring
 from orchestrator.observability import instrumented
 from orchestrator.settings import deploy_settings
 
@@ -17,6 +19,11 @@ from orchestrator.settings import deploy_settings
 @instrumented
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     settings = deploy_settings()
+    if isinstance(event, dict) and "monitoring" in event:
+        request = parse_event(event, MonitoringRequest)
+        if isinstance(request, Ignored):
+            return request.as_response()
+        return handle_monitoring(request, settings, context)
     if isinstance(event, dict) and event.get("detail-type") == "SageMaker Endpoint State Change":
         endpoint_event = parse_event(event, EndpointStateEvent)
         if isinstance(endpoint_event, Ignored):

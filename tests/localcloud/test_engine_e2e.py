@@ -78,6 +78,9 @@ def test_real_pipeline_preprocesses_tunes_evaluates_and_registers(
         "EvaluateCodeUri": _put_content_addressed(
             s3, bucket, "evaluate.py", (CODE / "evaluate.py").read_bytes()
         ),
+        "BaselineCodeUri": _put_content_addressed(
+            s3, bucket, "data_quality.py", (ROOT / "layers/shared/orchestrator/data_quality.py").read_bytes()
+        ),
         "TrainingCodeUri": _put_content_addressed(s3, bucket, "sourcedir.tar.gz", _sourcedir()),
         "ExecutionRoleArn": "arn:aws:iam::123456789012:role/sagemaker",
         "ProcessingImageUri": "sklearn",
@@ -109,6 +112,7 @@ def test_real_pipeline_preprocesses_tunes_evaluates_and_registers(
     assert status == "Succeeded", {n: s.get("FailureReason") for n, s in steps.items()}
     assert set(steps) == {
         "PreprocessData",
+        "BaselineData",
         "TuneModel",
         "EvaluateModel",
         "CheckQuality",
@@ -129,6 +133,20 @@ def test_real_pipeline_preprocesses_tunes_evaluates_and_registers(
     report = json.loads(s3.get_object(Bucket=bucket, Key=report_key)["Body"].read())
     test_rmse = report["regression_metrics"]["rmse"]["value"]
     assert 0 < test_rmse <= 6.0
+    # AND the package carries the train split's data-quality baseline as its drift-check baselines
+    # (DriftCheckBaselines.ModelDataQuality, API_DriftCheckModelDataQuality), in Model Monitor's formats
+    quality = package["DriftCheckBaselines"]["ModelDataQuality"]
+    baseline = {}
+    for part, source in quality.items():
+        assert source["ContentType"] == "application/json"
+        key = source["S3Uri"].split(f"s3://{bucket}/", 1)[1]
+        baseline[part] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    header = (ROOT / "data/boston_housing.csv").read_text().splitlines()[0].split(",")
+    features = [c.strip() for c in header if c.strip() != "MEDV"]
+    assert [f["name"] for f in baseline["Statistics"]["features"]] == features
+    assert [f["name"] for f in baseline["Constraints"]["features"]] == features
+    train_rows = baseline["Statistics"]["dataset"]["item_count"]
+    assert 250 < train_rows < 506  # the train split, not the whole file
     tuning_seconds = (steps["TuneModel"]["EndTime"] - steps["TuneModel"]["StartTime"]).total_seconds()
     print(
         json.dumps(

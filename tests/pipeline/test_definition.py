@@ -23,6 +23,7 @@ REQUIRED_AT_START = {
     "ArtifactBucket",
     "PreprocessCodeUri",
     "EvaluateCodeUri",
+    "BaselineCodeUri",
     "TrainingCodeUri",
     "ExecutionRoleArn",
     "ProcessingImageUri",
@@ -77,12 +78,14 @@ def test_steps_run_preprocess_tune_evaluate_then_gate(definition: dict[str, Any]
     steps = all_steps(definition["Steps"])
     assert [s["Name"] for s in definition["Steps"]] == [
         "PreprocessData",
+        "BaselineData",
         "TuneModel",
         "EvaluateModel",
         "CheckQuality",
     ]
     assert {name: s["Type"] for name, s in steps.items()} == {
         "PreprocessData": "Processing",
+        "BaselineData": "Processing",
         "TuneModel": "Tuning",
         "EvaluateModel": "Processing",
         "CheckQuality": "Condition",
@@ -93,7 +96,27 @@ def test_steps_run_preprocess_tune_evaluate_then_gate(definition: dict[str, Any]
     assert references(steps["TuneModel"]) == {"PreprocessData"}
     assert references(steps["EvaluateModel"]) == {"PreprocessData", "TuneModel"}
     assert references(steps["CheckQuality"]["Arguments"]["Conditions"]) == {"EvaluateModel"}
-    assert references(steps["RegisterModel-RegisterModel"]) == {"TuneModel", "EvaluateModel"}
+    assert references(steps["BaselineData"]) == {"PreprocessData"}
+    assert references(steps["RegisterModel-RegisterModel"]) == {"TuneModel", "EvaluateModel", "BaselineData"}
+
+
+def test_baseline_of_the_train_split_travels_with_the_package(definition: dict[str, Any]) -> None:
+    steps = all_steps(definition["Steps"])
+    args = steps["BaselineData"]["Arguments"]
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in args["ProcessingInputs"]}
+    assert inputs["train"] == {
+        "Get": "Steps.PreprocessData.ProcessingOutputConfig.Outputs['train'].S3Output.S3Uri"
+    }
+    assert args["AppSpecification"]["ContainerEntrypoint"] == [
+        "python3",
+        "/opt/ml/processing/input/code/data_quality.py",
+    ]
+    # DriftCheckBaselines.ModelDataQuality{Statistics, Constraints} (botocore: MetricsSource)
+    quality = steps["RegisterModel-RegisterModel"]["Arguments"]["DriftCheckBaselines"]["ModelDataQuality"]
+    baseline = "Steps.BaselineData.ProcessingOutputConfig.Outputs['baseline'].S3Output.S3Uri"
+    for part, name in (("Statistics", "statistics.json"), ("Constraints", "constraints.json")):
+        assert quality[part]["ContentType"] == "application/json"
+        assert quality[part]["S3Uri"] == {"Std:Join": {"On": "/", "Values": [{"Get": baseline}, name]}}
 
 
 def test_quality_gate_compares_test_rmse_with_the_threshold(definition: dict[str, Any]) -> None:
@@ -144,7 +167,11 @@ def test_training_code_enters_as_parameters_not_baked_in(definition: dict[str, A
         "validation:loss": "18.25",
         "validation:rmse": "4.272",
     }
-    code_parameters = {"PreprocessData": "PreprocessCodeUri", "EvaluateModel": "EvaluateCodeUri"}
+    code_parameters = {
+        "PreprocessData": "PreprocessCodeUri",
+        "EvaluateModel": "EvaluateCodeUri",
+        "BaselineData": "BaselineCodeUri",
+    }
     for name, code_parameter in code_parameters.items():
         inputs = {i["InputName"]: i["S3Input"] for i in steps[name]["Arguments"]["ProcessingInputs"]}
         assert inputs["code"]["S3Uri"] == {"Get": f"Parameters.{code_parameter}"}

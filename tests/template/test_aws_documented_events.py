@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from orchestrator.events import (
+    AlarmStateEvent,
     CodeCommitPushEvent,
     EndpointStateEvent,
     ModelPackageStateEvent,
@@ -48,6 +49,11 @@ CASES: dict[str, tuple[Any, tuple[str, str], dict[str, str]]] = {
             "4b52bd8f-e034-4345-818d-884bdd7c9724": "mlops-demo-models-v3-1f2e3d4c",
             "another status... GO": "Completed",
         },
+    ),
+    "cloudwatch_alarm_state_change": (
+        AlarmStateEvent,
+        ("StartPipelineFunction", "OnDriftAlarm"),
+        {"ServerCpuTooHigh": "mlops-demo-data-drift"},
     ),
     "codecommit_reference_created": (
         CodeCommitPushEvent,

@@ -76,6 +76,8 @@ ENVIRONMENT = {
     "BATCH_INPUT_URI": f"s3://{BUCKET}/batch/input/",
     "BATCH_OUTPUT_URI": f"s3://{BUCKET}/batch/output",
     "TRANSFORM_INSTANCE_TYPE": "ml.m5.large",
+    "DATA_QUALITY_NAMESPACE": "mlops-demo/DataQuality",
+    "DRIFT_ALARM_NAME": "mlops-demo-data-drift",
 }
 
 TRAINING_CODE = {
@@ -232,7 +234,12 @@ EVALUATION = {"regression_metrics": {"rmse": {"value": 3.2}, "mae": {"value": 2.
 
 
 def register_package(
-    cloud: Cloud, commit_id: str, execution_arn: str, training_job: str, status: str = "PendingManualApproval"
+    cloud: Cloud,
+    commit_id: str,
+    execution_arn: str,
+    training_job: str,
+    status: str = "PendingManualApproval",
+    **extra: Any,
 ) -> str:
     """What the pipeline's RegisterModel step leaves behind: a package stamped with its commit and run."""
     sagemaker = cloud.sagemaker
@@ -277,6 +284,7 @@ def register_package(
                     }
                 }
             },
+            **extra,
         )["ModelPackageArn"]
     )
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from tests.unit.fakes import moto_sagemaker
 from tests.unit.test_start_pipeline import parameters_of, push_event
 from tests.unit.test_track_details import metrics_emitted
 
+ROOT = Path(__file__).resolve().parents[2]
 SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/default/mlops-demo-retrain"
 
 
@@ -248,4 +250,120 @@ def test_a_head_without_its_training_code_is_refused_and_logged(
     }
     [line] = logged(caplog, "retraining refused: training code incomplete", "ERROR")
     assert (line["commit_id"], line["error"]) == (head, result["detail"])
+    assert cloud.executions() == []
+
+
+# --- retraining on data drift: the stack's drift alarm going to ALARM (orchestrator.monitor raised it) ---
+
+DRIFT_ALARM = "mlops-demo-data-drift"
+REPORT = "s3://mlops-demo-artifacts-123456789012/monitoring/mlops-demo-endpoint/2026/12/07/100000/"
+
+
+def alarm_event(
+    name: str = DRIFT_ALARM,
+    state: str = "ALARM",
+    account: str = "123456789012",
+    at: str = "2026-12-07T10:01:13.214+0000",
+) -> dict[str, Any]:
+    """AWS's documented alarm state change (tests/aws_examples), for this stack's drift alarm."""
+    event = json.loads((ROOT / "tests/aws_examples/cloudwatch_alarm_state_change.json").read_text())
+    event["account"] = account
+    event["resources"] = [f"arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}"]
+    event["detail"]["alarmName"] = name
+    event["detail"]["state"].update(value=state, timestamp=at)
+    return dict(event)
+
+
+def drift_found(features: list[str]) -> None:
+    """What a monitoring run that found drift leaves in the ledger (orchestrator.monitor)."""
+    Ledger(TABLE).put(
+        "MONITORING",
+        "LATEST-DRIFT",
+        kind="drift",
+        endpoint="mlops-demo-endpoint",
+        drifted_features=features,
+        report=REPORT,
+        monitored_at="2026-12-07T10:00:00+00:00",
+    )
+
+
+def test_the_drift_alarm_retrains_the_head_and_records_the_drifted_features(
+    cloud: Cloud, context: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a monitoring run found CRIM and RM drifted, and the drift alarm went to ALARM
+    head = cloud.repository.commit(TRAINING_CODE)
+    drift_found(["CRIM", "RM"])
+
+    # WHEN its state change arrives
+    result = lambda_handler(alarm_event(), context)
+
+    # THEN a run of the head started, reading the data again, and the ledger says why
+    assert (result["status"], result["trigger"], result["commit_id"]) == ("started", "drift", head)
+    [execution] = cloud.executions()
+    assert execution["PipelineExecutionArn"] == result["execution_arn"]
+    parameters = parameters_of(cloud, result["execution_arn"])
+    assert parameters["DataVersion"] == "drift:2026-12-07T10:01:13.214000+00:00"
+    record = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{head}", "RETRAINING#2026-12-07T10:01:13.214000+00:00")
+    assert record is not None
+    assert (record["trigger"], record["features"], record["report"]) == ("drift", ["CRIM", "RM"], REPORT)
+    [line] = logged(caplog, "retraining started")
+    assert (line["trigger"], line["features"]) == ("drift", ["CRIM", "RM"])
+
+
+def test_one_alarm_state_change_starts_one_run_however_often_it_is_delivered(
+    cloud: Cloud, context: Any
+) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    drift_found(["CRIM"])
+    first = lambda_handler(alarm_event(), context)
+    again = lambda_handler(alarm_event(), context)
+    assert first == again and len(cloud.executions()) == 1
+
+
+def test_drift_while_a_run_executes_starts_nothing(cloud: Cloud, context: Any) -> None:
+    head = cloud.repository.commit(TRAINING_CODE)
+    assert lambda_handler(push_event(head), context)["status"] == "started"
+    set_status("Executing")
+    drift_found(["CRIM"])
+    result = lambda_handler(alarm_event(), context)
+    assert (result["status"], result["reason"]) == ("skipped", "run-in-progress")
+    assert len(cloud.executions()) == 1
+
+
+@pytest.mark.parametrize(
+    ("event", "reason"),
+    [
+        (alarm_event(name="mlops-demo-data-drift-old"), "foreign-alarm"),  # a near miss of the name
+        (alarm_event(name="mlops-demo-endpoint-5xx"), "foreign-alarm"),  # another alarm of the stack
+        (alarm_event(state="OK"), "not-in-alarm"),  # drift has cleared
+        (alarm_event(state="INSUFFICIENT_DATA"), "not-in-alarm"),
+        (alarm_event(account="210987654321"), "foreign-account"),
+    ],
+)
+def test_other_alarm_changes_are_refused_and_start_nothing(
+    cloud: Cloud, context: Any, event: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    drift_found(["CRIM"])
+    result = lambda_handler(event, context)
+    assert (result["status"], result["reason"]) == ("ignored", reason)
+    assert cloud.executions() == []
+    assert logged(caplog, "event ignored")
+
+
+def test_without_a_drift_report_the_alarm_still_retrains_with_no_features_named(
+    cloud: Cloud, context: Any
+) -> None:
+    head = cloud.repository.commit(TRAINING_CODE)
+    result = lambda_handler(alarm_event(), context)
+    assert result["status"] == "started"
+    record = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{head}", "RETRAINING#2026-12-07T10:01:13.214000+00:00")
+    assert record is not None and (record["features"], record.get("report")) == ([], None)
+
+
+def test_a_malformed_alarm_event_is_refused(cloud: Cloud, context: Any) -> None:
+    cloud.repository.commit(TRAINING_CODE)
+    event = alarm_event()
+    event["detail"]["state"]["value"] = "ON_FIRE"
+    assert lambda_handler(event, context)["reason"] == "malformed"
     assert cloud.executions() == []

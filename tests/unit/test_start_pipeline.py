@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import tarfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,8 @@ from orchestrator.lineage import commit_lineage
 from tests.events import load_event
 from tests.unit.conftest import BRANCH, BUCKET, PIPELINE, REPOSITORY, TABLE, TRAINING_CODE, Cloud, logged
 from tests.unit.fakes import moto_sagemaker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def push_event(commit_id: str, old_commit_id: str | None = None, **detail: Any) -> dict[str, Any]:
@@ -69,6 +72,12 @@ def test_push_starts_a_run_with_the_commits_code_and_every_parameter(cloud: Clou
         f"s3://{BUCKET}/code/{hashlib.sha256(preprocess).hexdigest()}/preprocess.py"
     )
     assert s3_bytes(cloud, parameters["EvaluateCodeUri"]) == TRAINING_CODE["training_code/evaluate.py"]
+    # AND the baseline script is the layer's own data_quality.py (the monitor reads what it writes)
+    layer_script = (ROOT / "layers/shared/orchestrator/data_quality.py").read_bytes()
+    assert parameters["BaselineCodeUri"] == (
+        f"s3://{BUCKET}/code/{hashlib.sha256(layer_script).hexdigest()}/data_quality.py"
+    )
+    assert s3_bytes(cloud, parameters["BaselineCodeUri"]) == layer_script
     tarball = s3_bytes(cloud, parameters["TrainingCodeUri"])
     with tarfile.open(fileobj=io.BytesIO(tarball)) as archive:
         assert sorted(archive.getnames()) == [

@@ -19,6 +19,7 @@ class CodeLocations:
     preprocess_uri: str
     evaluate_uri: str
     training_uri: str
+    baseline_uri: str  # the layer's data_quality.py, which the BaselineData step runs
 
 
 @dataclass(frozen=True)

@@ -177,3 +177,32 @@ class ModelPackageStateEvent(EventBridgeModel):
 
 
 TrackedEvent = PipelineExecutionStatusEvent | EndpointStateEvent | TransformJobStateEvent
+
+
+class AlarmState(_Detail):
+    value: Literal["OK", "ALARM", "INSUFFICIENT_DATA"]
+    reason: str | None = Field(default=None, max_length=4096)
+    # "2019-10-02T17:04:40.989+0000" in AWS's example (CloudWatch user guide, cloudwatch-and-eventbridge)
+    timestamp: datetime
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _colon_in_offset(cls, value: Any) -> Any:
+        if isinstance(value, str) and re.search(r"[+-]\d{4}$", value):
+            return f"{value[:-2]}:{value[-2:]}"
+        return value
+
+
+class AlarmStateDetail(_Detail):
+    alarm_name: str = Field(alias="alarmName", min_length=1, max_length=255)
+    state: AlarmState
+    previous_state: AlarmState | None = Field(default=None, alias="previousState")
+
+
+class AlarmStateEvent(EventBridgeModel):
+    """A CloudWatch alarm's change of state, as EventBridge delivers it (CloudWatch user guide,
+    cloudwatch-and-eventbridge)."""
+
+    source: Literal["aws.cloudwatch"]
+    detail_type: Literal["CloudWatch Alarm State Change"] = Field(alias="detail-type")
+    detail: AlarmStateDetail

@@ -18,6 +18,7 @@ os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 
 import boto3
+from sagemaker.drift_check_baselines import DriftCheckBaselines
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
 from sagemaker.metadata_properties import MetadataProperties
@@ -76,7 +77,8 @@ def _synth_session() -> PipelineSession:
 
 
 def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30D") -> Pipeline:
-    """Return the pipeline: PreprocessData → TuneModel → EvaluateModel → CheckQuality → RegisterModel.
+    """Return the pipeline: PreprocessData → (BaselineData, TuneModel → EvaluateModel) → CheckQuality →
+    RegisterModel.
 
     Everything that differs per account, region, run or commit is a pipeline parameter.
     """
@@ -90,6 +92,7 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
     artifact_bucket = ParameterString("ArtifactBucket")
     preprocess_code_uri = ParameterString("PreprocessCodeUri")
     evaluate_code_uri = ParameterString("EvaluateCodeUri")
+    baseline_code_uri = ParameterString("BaselineCodeUri")
     training_code_uri = ParameterString("TrainingCodeUri")
     role = ParameterString("ExecutionRoleArn")
     processing_image = ParameterString("ProcessingImageUri")
@@ -156,6 +159,42 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
         split: preprocess.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
         for split in split_names
     }
+
+    # BaselineData: statistics and constraints of the train split in Model Monitor's formats, by the layer's
+    # data_quality.py (standard library only) in the scikit-learn container; they travel with the package as
+    # its DriftCheckBaselines, and the monitor function compares captured requests with them.
+    baseliner = Processor(
+        role=role,
+        image_uri=processing_image,
+        instance_count=1,
+        instance_type=preprocess_instance_type,
+        entrypoint=["python3", f"{CODE_DIR}/data_quality.py"],
+        base_job_name="baseline-data",
+        sagemaker_session=session,
+    )
+    baseline = ProcessingStep(
+        name="BaselineData",
+        step_args=baseliner.run(
+            inputs=[
+                ProcessingInput(
+                    input_name="train",
+                    source=split_uri["train"],
+                    destination="/opt/ml/processing/input/baseline",
+                ),
+                ProcessingInput(input_name="code", source=baseline_code_uri, destination=CODE_DIR),
+            ],
+            outputs=[
+                ProcessingOutput(
+                    output_name="baseline",
+                    source=f"{OUTPUT_DIR}/baseline",
+                    destination=s3("pipelines", execution_id, "BaselineData", "baseline"),
+                )
+            ],
+            arguments=["--target-column", target_column],
+        ),
+        cache_config=cache,
+    )
+    baseline_uri = baseline.properties.ProcessingOutputConfig.Outputs["baseline"].S3Output.S3Uri
 
     # TuneModel: the TensorFlow training container runs train.py of the commit (training toolkit contract).
     estimator = Estimator(
@@ -267,6 +306,16 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
                     content_type="application/json",
                 )
             ),
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=MetricsSource(
+                    s3_uri=Join(on="/", values=[baseline_uri, "statistics.json"]),
+                    content_type="application/json",
+                ),
+                model_data_constraints=MetricsSource(
+                    s3_uri=Join(on="/", values=[baseline_uri, "constraints.json"]),
+                    content_type="application/json",
+                ),
+            ),
             metadata_properties=MetadataProperties(
                 commit_id=commit_id,
                 repository=repository_name,
@@ -303,6 +352,7 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
             artifact_bucket,
             preprocess_code_uri,
             evaluate_code_uri,
+            baseline_code_uri,
             training_code_uri,
             role,
             processing_image,
@@ -319,7 +369,7 @@ def get_pipeline(pipeline_name: str = "mlops-pipeline", cache_expiry: str = "P30
             approval_status,
             data_version,
         ],
-        steps=[preprocess, tune, evaluate, check],
+        steps=[preprocess, baseline, tune, evaluate, check],
         pipeline_experiment_config=PipelineExperimentConfig(
             ExecutionVariables.PIPELINE_NAME, ExecutionVariables.PIPELINE_EXECUTION_ID
         ),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from orchestrator import data_quality
 from orchestrator.adapters.codecommit import CodeCommitAdapter, RepositoryFile
 from orchestrator.adapters.ledger import Ledger
 from orchestrator.adapters.notifier import Notifier
@@ -88,6 +90,9 @@ def package_training_code(
         preprocess_uri=s3.put_content_addressed(bucket, "preprocess.py", by_path["preprocess.py"].content),
         evaluate_uri=s3.put_content_addressed(bucket, "evaluate.py", by_path["evaluate.py"].content),
         training_uri=s3.put_content_addressed(bucket, "sourcedir.tar.gz", sourcedir_tarball(files)),
+        baseline_uri=s3.put_content_addressed(
+            bucket, "data_quality.py", Path(data_quality.__file__).read_bytes()
+        ),
     )
 
 
@@ -108,6 +113,7 @@ def pipeline_parameters(
         "ArtifactBucket": settings.artifact_bucket,
         "PreprocessCodeUri": code.preprocess_uri,
         "EvaluateCodeUri": code.evaluate_uri,
+        "BaselineCodeUri": code.baseline_uri,
         "TrainingCodeUri": code.training_uri,
         "ExecutionRoleArn": settings.sagemaker_role_arn,
         "ProcessingImageUri": settings.processing_image_uri,

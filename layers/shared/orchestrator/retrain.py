@@ -17,10 +17,13 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field
 
 from orchestrator.adapters import is_not_found
+from orchestrator.clients import own_account_id
 from orchestrator.domain import CommitRef
 from orchestrator.errors import TrainingCodeMissingError
+from orchestrator.events import AlarmStateEvent
 from orchestrator.idempotency import run_once
 from orchestrator.intake import ignore, refusing_permanent_errors
+from orchestrator.monitor import DRIFT_POINTER
 from orchestrator.naming import execution_display_name
 from orchestrator.observability import logger, metrics
 from orchestrator.pipeline_definition import shipped_definition, upsert_pipeline
@@ -36,15 +39,26 @@ class _Strict(BaseModel):
 
 
 class RetrainingDetail(_Strict):
-    trigger: Literal["schedule"]
+    trigger: Literal["schedule", "drift"]
     scheduled_time: datetime = Field(alias="scheduledTime")
     schedule_arn: str | None = Field(default=None, alias="scheduleArn", max_length=2048)
+    # drift: the features the monitoring report found drifted, and where the report is
+    features: tuple[str, ...] = Field(default=(), max_length=1000)
+    report: str | None = Field(default=None, max_length=2048)
+
+
+class ScheduledRetraining(RetrainingDetail):
+    """What the schedule's Input may ask: a scheduled retraining, nothing a drift alarm reports."""
+
+    trigger: Literal["schedule"]
+    features: tuple[()] = ()
+    report: None = None
 
 
 class RetrainingRequest(_Strict):
     """{"retraining": {"trigger": "schedule", "scheduledTime": ..., "scheduleArn": ...}}"""
 
-    retraining: RetrainingDetail
+    retraining: ScheduledRetraining
 
 
 def _executing(services: PushServices, pipeline: str) -> list[str]:
@@ -107,6 +121,7 @@ def retrain(
         scheduled_time=detail.scheduled_time.isoformat(),
         schedule_arn=detail.schedule_arn,
         execution_arn=execution_arn,
+        **({"features": list(detail.features), "report": detail.report} if detail.trigger == "drift" else {}),
     )
     metrics.add_metric(name="RetrainingsStarted", unit="Count", value=1)
     logger.info(
@@ -115,6 +130,7 @@ def retrain(
         scheduled_time=detail.scheduled_time.isoformat(),
         commit_id=head,
         execution_arn=execution_arn,
+        features=list(detail.features),
     )
     return {"status": "started", "trigger": detail.trigger, "commit_id": head, "execution_arn": execution_arn}
 
@@ -139,7 +155,16 @@ def handle_retraining(
     services: PushServices | None = None,
 ) -> dict[str, Any]:
     """Entry point of the start-pipeline handler for a retraining request."""
-    detail = request.retraining
+    return start_retraining(request.retraining, settings, context, services)
+
+
+def start_retraining(
+    detail: RetrainingDetail,
+    settings: PushSettings,
+    context: Any = None,
+    services: PushServices | None = None,
+) -> dict[str, Any]:
+    """One retraining run per trigger and time, of the branch head."""
     active = services or PushServices.from_settings(settings)
     head = active.codecommit.branch_head(settings.repository_name, settings.branch_name)
     if head is None:
@@ -151,3 +176,38 @@ def handle_retraining(
         key={"trigger": detail.trigger, "scheduled_time": detail.scheduled_time.isoformat()},
         context=context,
     )
+
+
+def drift_detail(event: AlarmStateEvent, services: PushServices) -> RetrainingDetail:
+    """The retraining a drift alarm asks for: at the alarm's state-change time, with the features of the
+    latest monitoring report that found drift (orchestrator.monitor writes it to the ledger)."""
+    report = services.ledger.get(*DRIFT_POINTER) or {}
+    features = tuple(str(f) for f in report.get("drifted_features", []))[:1000]
+    return RetrainingDetail.model_validate(
+        {
+            "trigger": "drift",
+            "scheduledTime": event.detail.state.timestamp,
+            "features": features,
+            "report": report.get("report"),
+        }
+    )
+
+
+@refusing_permanent_errors
+def handle_drift_alarm(
+    event: AlarmStateEvent,
+    settings: PushSettings,
+    context: Any = None,
+    services: PushServices | None = None,
+) -> dict[str, Any]:
+    """Entry point of the start-pipeline handler for the drift alarm's state change: a change to ALARM of
+    this stack's alarm, in this account, starts one retraining run (the same path as a schedule's)."""
+    detail = event.detail
+    if event.account != own_account_id():
+        return ignore("foreign-account", account=event.account).as_response()
+    if not settings.drift_alarm_name or detail.alarm_name != settings.drift_alarm_name:
+        return ignore("foreign-alarm", alarm=detail.alarm_name).as_response()
+    if detail.state.value != "ALARM":
+        return ignore("not-in-alarm", alarm=detail.alarm_name, state=detail.state.value).as_response()
+    active = services or PushServices.from_settings(settings)
+    return start_retraining(drift_detail(event, active), settings, context, active)

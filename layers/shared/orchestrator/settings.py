@@ -86,6 +86,8 @@ class PushSettings(_EnvSettings):
     max_tuning_jobs: int = Field(default=8, alias="MAX_TUNING_JOBS", ge=1)
     max_parallel_tuning_jobs: int = Field(default=2, alias="MAX_PARALLEL_TUNING_JOBS", ge=1)
     rmse_threshold: float = Field(default=6.0, alias="RMSE_THRESHOLD", gt=0)
+    # the stack's data-drift alarm: its change to ALARM starts a retraining run (orchestrator.retrain)
+    drift_alarm_name: OptionalText = Field(default=None, alias="DRIFT_ALARM_NAME")
     model_approval_status: str = Field(
         default="PendingManualApproval",
         alias="MODEL_APPROVAL_STATUS",
@@ -151,6 +153,8 @@ class DeploySettings(_EnvSettings):
     smoke_test_max_error_rate: float = Field(default=0.0, alias="SMOKE_TEST_MAX_ERROR_RATE", ge=0, le=1)
     smoke_test_max_p95_ms: float = Field(default=1000.0, alias="SMOKE_TEST_MAX_P95_MS", gt=0)
     smoke_test_max_rmse: float = Field(default=6.0, alias="SMOKE_TEST_MAX_RMSE", gt=0)
+    # Data-quality monitoring (orchestrator.monitor): the CloudWatch namespace of its metrics
+    data_quality_namespace: OptionalText = Field(default=None, alias="DATA_QUALITY_NAMESPACE")
     # which endpoint these settings aim at: "staging" (or the only endpoint) unless for_production() made them
     serving_stage: ClassVar[str] = "staging"
 
