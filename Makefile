@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export SAGEMAKER_TELEMETRY_OPT_OUT := true
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: bootstrap demo test test-fast lint format typecheck synth build validate audit bench bench-model bench-load mutation clean
+.PHONY: bootstrap demo demo-drift test test-fast lint format typecheck synth build validate audit bench bench-model bench-load mutation clean
 
 # The project itself is installed editable, for the `localcloud` command (pyproject.toml [project.scripts]).
 $(VENV)/.stamp: requirements/dev.txt pyproject.toml
@@ -80,6 +80,10 @@ build: .venv-sam/.stamp layers/shared/orchestrator/pipeline_definition.json
 
 demo: $(VENV)/.stamp
 	$(PY) -m localcloud demo
+
+# The monitoring loop: ordinary then shifted requests, the drift report, the alarm, the retraining run
+demo-drift: $(VENV)/.stamp
+	$(PY) -m localcloud demo-drift
 
 bench: $(VENV)/.stamp
 	$(PY) benchmarks/bench.py

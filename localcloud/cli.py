@@ -66,6 +66,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             if cloud.aws.codecommit
             else None,
             "pid": os.getpid(),
+            "functions": {
+                k: cloud.names[k] for k in ("StartPipelineFunction", "TrackFunction", "DeployFunction")
+            },
         }
         STATE.write_text(json.dumps(state, indent=2))
         print(f"local cloud on {cloud.aws.endpoint_url}")
@@ -97,6 +100,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from localcloud.demo import main as demo_main
 
     return demo_main(args.rest)
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    """Invoke the deploy function with the MonitorSchedule's Input, scheduled now; print its answer."""
+    state = _state()
+    moment = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    reply = _client("lambda").invoke(
+        FunctionName=state["functions"]["DeployFunction"],
+        Payload=json.dumps({"monitoring": {"scheduledTime": moment}}).encode(),
+    )
+    print(json.dumps(json.loads(reply["Payload"].read()), indent=2))
+    return 1 if reply.get("FunctionError") else 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -482,6 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = verbs.add_parser("demo", help="the whole loop, timed (what `make demo` runs)")
     demo.add_argument("rest", nargs=argparse.REMAINDER)
     demo.set_defaults(fn=cmd_demo)
+    drift = verbs.add_parser("demo-drift", help="the monitoring loop: drift found, alarm, retraining")
+    drift.add_argument("rest", nargs=argparse.REMAINDER)
+    monitor = verbs.add_parser(
+        "monitor", help="run the data-quality monitor now (as the stack's MonitorSchedule does)"
+    )
+    monitor.set_defaults(fn=cmd_monitor)
     push = verbs.add_parser("push", help="commit a training-code folder and git push it (starts a run)")
     push.add_argument("source", nargs="?", default=str(ROOT / "training_code"))
     push.add_argument("-m", "--message", default="Update training code")
@@ -527,5 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["demo"]:  # the demo has options of its own (see `python -m localcloud demo --help`)
         return cmd_demo(argparse.Namespace(rest=argv[1:]))
+    if argv[:1] == ["demo-drift"]:
+        from localcloud.drift_demo import main as drift_demo_main
+
+        return drift_demo_main(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.fn(args))

@@ -314,6 +314,9 @@ class EmbeddedAws:
         from localcloud.aws.sagemaker import SageMakerExtensions
 
         self.sagemaker = SageMakerExtensions(self)
+        from localcloud.aws.alarms import AlarmEvaluator
+
+        self.alarms = AlarmEvaluator(self)
         self.codecommit = None
         if self.work_dir is not None:
             from localcloud.aws.codecommit import LocalCodeCommit
@@ -333,6 +336,7 @@ class EmbeddedAws:
         )
         self._thread = threading.Thread(target=self._server.serve_forever, name="localcloud-aws", daemon=True)
         self._thread.start()
+        self.alarms.attach()
         if self.codecommit is not None:
             self.codecommit.attach()
         return self
@@ -345,6 +349,7 @@ class EmbeddedAws:
             if self._thread is not None:
                 self._thread.join(timeout=5)
             self._server = None
+        self.alarms.close()
         self.events.close()
 
     def __enter__(self) -> EmbeddedAws:
@@ -455,7 +460,9 @@ class EmbeddedAws:
         self.events.faults = faults
 
     def wait_for_events(self, timeout: float = 10.0) -> bool:
-        """Wait until all events so far have been delivered to the subscribers."""
+        """Wait until all metric data so far is evaluated by the alarms, and all events so far have been
+        delivered to the subscribers."""
+        self.alarms.wait_until_idle()
         return self.events.wait_until_idle(timeout)
 
     def backend(self, service: str) -> Any:

@@ -357,3 +357,29 @@ def test_monitoring_without_its_namespace_is_refused(
     result = lambda_handler(monitoring(), context)
     assert (result["status"], result["reason"]) == ("ignored", "monitoring-not-configured")
     assert reports(cloud) == {}
+
+
+def test_the_drift_is_in_the_ledger_before_the_metric_that_raises_the_alarm(
+    cloud: Cloud, context: Any, capturing: None
+) -> None:
+    # The alarm's state change starts a retraining that reads the latest drift from the ledger at once
+    # (on the local cloud, within milliseconds): the pointer must be written before the metric is put.
+    from orchestrator.monitor import MonitoringDetail, MonitorServices, monitor_endpoint
+    from orchestrator.settings import deploy_settings
+
+    deploy(cloud, context)
+    capture(cloud, requests(training_rows(60, seed=2, shift=6.0)), NINE)
+    real = boto3.client("cloudwatch")
+    seen: list[Any] = []
+
+    class Watching:
+        def put_metric_data(self, **request: Any) -> Any:
+            seen.append(Ledger(TABLE).get("MONITORING", "LATEST-DRIFT"))
+            return real.put_metric_data(**request)
+
+    settings = deploy_settings()
+    services = MonitorServices.from_settings(settings)
+    services = MonitorServices(services.sagemaker, services.s3, services.ledger, Watching())
+    detail = MonitoringDetail.model_validate({"scheduledTime": AT})
+    assert monitor_endpoint(ENDPOINT, detail, settings, services)["status"] == "drift"
+    assert seen and all(pointer is not None and pointer["drifted_features"] == ["CRIM"] for pointer in seen)

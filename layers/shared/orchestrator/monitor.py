@@ -294,7 +294,6 @@ def monitor_endpoint(
             ContentType="application/json",
         )
     report_uri = f"s3://{settings.artifact_bucket}/{prefix}/"
-    put_metrics(services.cloudwatch, str(settings.data_quality_namespace), endpoint, end, result)
     outcome = {
         "endpoint": endpoint,
         "status": "drift" if result["drifted"] else ("violations" if result["violations"] else "ok"),
@@ -310,6 +309,9 @@ def monitor_endpoint(
     services.ledger.put(endpoint_pk(endpoint), f"MONITORING#{end.isoformat()}", kind="monitoring", **outcome)
     if result["drifted"]:
         services.ledger.put(*DRIFT_POINTER, kind="drift", monitored_at=end.isoformat(), **outcome)
+    # the metrics last: the drift alarm they raise starts a retraining that reads the pointer above
+    put_metrics(services.cloudwatch, str(settings.data_quality_namespace), endpoint, end, result)
+    if result["drifted"]:
         logger.warning("monitoring: drift", **outcome)
     else:
         logger.info("monitoring: done", **outcome)
