@@ -48,7 +48,7 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_deploy_details.py",
         "tests/unit/test_permanent_and_transient_errors.py",
     ],
-    "promote": ["tests/unit/test_promotion.py"],
+    "promote": ["tests/unit/test_promotion.py", "tests/unit/test_smoke_test_details.py"],
     "retrain": ["tests/unit/test_retraining.py"],
     "track": ["tests/unit/test_track_and_lineage.py", "tests/unit/test_track_details.py"],
     "lineage": ["tests/unit/test_lineage_records.py", "tests/unit/test_track_and_lineage.py"],
@@ -117,6 +117,16 @@ _REJECTED_NOT_LISTED = (
     "the rejected package is no longer Approved, so the Approved packages listed never include it: how it "
     "is excluded changes nothing"
 )
+_CODEC_ALIAS = "'UTF-8' and 'utf-8' name the same codec (codecs.lookup ignores case)"
+_FIRST_LINE = "only the first of the lines kept is read (first[0]): keeping two changes nothing"
+_SIZE_ALWAYS_LISTED = (
+    "ListObjectsV2 gives every object's Size (S3 API reference, Object), so the default is never used"
+)
+_SAME_INSTANT = (
+    "astimezone(None) and now(None) give the same instant in local time (aware, or naive local that "
+    "astimezone(UTC) reads as local), and replace(second=0, microsecond=0) cuts the same minute in any "
+    "whole-minute time zone; the query's start and end are the same"
+)
 _NO_ENDPOINT_NO_STATUS = (
     "with no endpoint described there is no status: '', 'None' and 'XXXX' are none of them a busy state"
 )
@@ -140,6 +150,19 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_40": _ANSWER_UNREAD,
     "orchestrator.deploy.x_roll_back_rejected__mutmut_43": _REJECTED_NOT_LISTED,
     "orchestrator.deploy.x_roll_back_rejected__mutmut_48": _REJECTED_NOT_LISTED,
+    "orchestrator.promote.x__prediction__mutmut_7": _CODEC_ALIAS,
+    "orchestrator.promote.x__prediction__mutmut_10": _FIRST_LINE,
+    "orchestrator.promote.x_held_out_rows__mutmut_59": _CODEC_ALIAS,
+    "orchestrator.promote.x_held_out_rows__mutmut_36": _SIZE_ALWAYS_LISTED,
+    "orchestrator.promote.x_held_out_rows__mutmut_38": _SIZE_ALWAYS_LISTED,
+    "orchestrator.promote.x_held_out_rows__mutmut_42": _SIZE_ALWAYS_LISTED,
+    "orchestrator.promote.x_held_out_uri__mutmut_45": _ONE_SLASH,
+    "orchestrator.promote.x_held_out_uri__mutmut_46": _ONE_SLASH,
+    "orchestrator.promote.x_held_out_uri__mutmut_48": _ONE_SLASH,
+    "orchestrator.promote.x_held_out_uri__mutmut_49": _ONE_SLASH,
+    "orchestrator.promote.x_variant_metrics__mutmut_11": _SAME_INSTANT,
+    "orchestrator.promote.x_variant_metrics__mutmut_20": _SAME_INSTANT,
+    "orchestrator.promote.x_variant_metrics__mutmut_22": _SAME_INSTANT,
     "orchestrator.push.x_touches__mutmut_4": _BLANK_WATCHED_PATH,
     "orchestrator.push.x_stop_superseded__mutmut_14": _NO_DISPLAY_NAME,
     "orchestrator.push.x_stop_superseded__mutmut_16": _NO_DISPLAY_NAME,
