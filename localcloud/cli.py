@@ -55,7 +55,7 @@ def use_layer() -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from localcloud.cloud import LocalCloud
 
-    with LocalCloud(port=args.port, faults=args.faults) as cloud:
+    with LocalCloud(port=args.port, faults=args.faults, schedules=True) as cloud:
         if args.data:
             cloud.upload_data(Path(args.data))
         state = {
@@ -76,6 +76,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"  git remote: {state['clone_url']} (branch {cloud.branch})")
         if cloud.faults is not None:
             print(f"  fault mode: {cloud.faults.plan}")
+        for schedule in cloud.scheduler.running if cloud.scheduler else []:
+            print(f"  schedule {schedule.name}: {schedule.expression} → {schedule.function}")
         print("Ctrl-C to stop.", flush=True)
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -55,6 +55,7 @@ class LocalCloud:
         fresh: bool = True,
         faults: FaultPlan | None = None,
         hosting: bool = True,
+        schedules: bool = False,
     ) -> None:
         self.root = root
         self.workdir = (workdir or root / ".localcloud").resolve()
@@ -74,6 +75,8 @@ class LocalCloud:
         self.names: dict[str, str] = {}
         self.fault_plan = faults
         self.with_hosting = hosting  # False: endpoints go InService at once, serving nothing (load tests)
+        self.with_schedules = schedules  # True: the template's rate() schedules fire (localcloud up)
+        self.scheduler: Any = None
         self.faults: Faults | None = None
         self._destinations: dict[str, tuple[Any, str]] = {}  # OnFailure ARN -> (SQS client, queue URL)
         self._unsubscribe: Callable[[], None] | None = None
@@ -120,6 +123,17 @@ class LocalCloud:
         )
         LambdaInvoke(self.aws, self.router, self.user_functions).attach()
         self._unsubscribe = self.aws.subscribe_events(self.router.route)
+        if self.with_schedules:
+            from localcloud.scheduler import LocalScheduler, schedules_of
+
+            router = self.router
+            specs = {spec.logical_id: spec for spec in template.functions()}
+            self.scheduler = LocalScheduler(
+                schedules_of(template),
+                lambda function, payload: router.invoke_async(specs[function], payload),
+                self.aws.region,
+                self.aws.account_id,
+            ).start()
         self.aws.add_internal_route("route", self._route_for_cli)
         if self.fault_plan is not None and self.fault_plan.active:
             self.inject_faults(Faults(self.fault_plan))
@@ -148,6 +162,8 @@ class LocalCloud:
         sqs.send_message(QueueUrl=url, MessageBody=json.dumps(record, default=str))
 
     def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
         if self._unsubscribe is not None:
             self._unsubscribe()
         if self.router is not None:

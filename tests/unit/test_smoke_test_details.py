@@ -189,6 +189,15 @@ def test_every_row_is_tried_and_each_error_counts(monkeypatch: pytest.MonkeyPatc
         Endpoint(client_error("ModelError", "boom", "InvokeEndpoint"), "x", "3.0"),
     )
     assert three.error_rate == 0.666667
+    model_errors = smoke_test(
+        PACKAGE,
+        ENDPOINT,
+        CONFIG,
+        rows[:3],
+        settings(SMOKE_TEST_MAX_ERROR_RATE="1"),
+        Endpoint(*(client_error("ModelError", "boom", "InvokeEndpoint") for _ in range(2)), "3.0"),
+    )
+    assert model_errors.errors == 2
 
 
 def test_measures_at_their_thresholds_pass_and_above_them_fail_with_the_reason(
