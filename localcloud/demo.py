@@ -11,7 +11,7 @@ import io
 import json
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -231,13 +231,22 @@ def main(argv: list[str] | None = None) -> int:
         "MaxTuningJobs": args.max_tuning_jobs,
         "MaxParallelTuningJobs": args.max_parallel_tuning_jobs,
     }
+    return run_reporting(
+        args.workdir, parameters, lambda cloud: run_demo(cloud, args.data, args.training_code, rows=args.rows)
+    )
+
+
+def run_reporting(
+    workdir: Path | None, parameters: dict[str, str], demo: Callable[[LocalCloud], dict[str, Any]]
+) -> int:
+    """Run a demo on a fresh local cloud; print its summary as one JSON line; exit 1 if a phase failed."""
     started = time.perf_counter()
     summary: dict[str, Any] = {}
     code = 0
     try:
-        with LocalCloud(workdir=args.workdir, parameters=parameters) as cloud:
+        with LocalCloud(workdir=workdir, parameters=parameters) as cloud:
             summary["seconds_start_local_cloud"] = round(time.perf_counter() - started, 2)
-            summary |= run_demo(cloud, args.data, args.training_code, rows=args.rows)
+            summary |= demo(cloud)
     except Exception as error:  # the demo reports any failed phase in its JSON line and exit code
         summary["error"] = f"{type(error).__name__}: {error}"
         code = 1

@@ -21,7 +21,7 @@ from typing import Any
 
 from localcloud.cli import use_layer
 from localcloud.cloud import ROOT, LocalCloud
-from localcloud.demo import DemoFailure, Timer, _print_step
+from localcloud.demo import DemoFailure, Timer, _print_step, run_reporting
 
 # The shift the demo applies to the held-out rows: rooms +2, lower-status share doubled, older homes
 SHIFTS = {"RM": lambda v: v + 2.0, "LSTAT": lambda v: v * 2.0, "AGE": lambda v: min(v * 1.4, 100.0)}
@@ -216,18 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         # no smoke test: its rows, the first of the held-out split, are one neighbourhood of the sorted file
         "StagedPromotion": "disabled",
     }
-    started = time.perf_counter()
-    summary: dict[str, Any] = {}
-    code = 0
-    try:
-        with LocalCloud(workdir=args.workdir, parameters=parameters) as cloud:
-            summary |= run_drift_demo(cloud, args.data, args.training_code, rows=args.rows)
-    except Exception as error:  # the demo reports any failed phase in its JSON line and exit code
-        summary["error"] = f"{type(error).__name__}: {error}"
-        code = 1
-    summary["seconds_wall"] = round(time.perf_counter() - started, 2)
-    print(json.dumps(summary, default=str), flush=True)
-    return code
+    return run_reporting(
+        args.workdir,
+        parameters,
+        lambda cloud: run_drift_demo(cloud, args.data, args.training_code, rows=args.rows),
+    )
 
 
 if __name__ == "__main__":

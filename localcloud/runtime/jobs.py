@@ -79,6 +79,8 @@ class JobRunner:
         self._warm_lock = threading.Lock()
         self._warm = False
         self._closed = False
+        self._live: set[Any] = set()  # the job processes running now
+        self._live_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -115,8 +117,13 @@ class JobRunner:
         return getattr(server, "_forkserver_pid", None)
 
     def close(self) -> None:
-        """Stop accepting jobs. The fork server exits with this process (multiprocessing owns it)."""
-        self._closed = True
+        """Stop accepting jobs and stop the running ones: at exit, multiprocessing would otherwise wait for
+        each (a tuning trial can take minutes). The fork server exits with this process."""
+        with self._live_lock:
+            self._closed = True
+            running = list(self._live)
+        for process in running:
+            process.kill()
 
     def __enter__(self) -> JobRunner:
         return self
@@ -418,9 +425,17 @@ class JobRunner:
     def _run_child(self, spec: ChildSpec, max_runtime: int | None) -> int:
         spec.save(str(Path(spec.log_path).with_suffix(".spec.json")))
         with self._slots:
-            process = JobProcess(target=run_child, args=(spec,), name="sagemaker-job")
-            process.start()
-            process.join(max_runtime)
+            with self._live_lock:
+                if self._closed:
+                    return _EXIT_STOPPED
+                process = JobProcess(target=run_child, args=(spec,), name="sagemaker-job")
+                process.start()
+                self._live.add(process)
+            try:
+                process.join(max_runtime)
+            finally:
+                with self._live_lock:
+                    self._live.discard(process)
             if process.is_alive():
                 process.kill()
                 process.join()
@@ -450,6 +465,7 @@ class JobRunner:
 
 
 _EXIT_TIMED_OUT = 124
+_EXIT_STOPPED = 137  # SIGKILL's: the local cloud stopped
 
 
 def _noop() -> None:

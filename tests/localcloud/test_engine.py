@@ -199,6 +199,7 @@ def real_parameters(
         "ArtifactBucket": bucket,
         "PreprocessCodeUri": upload(client, bucket, "code/p1/preprocess.py", b"print('pre')"),
         "EvaluateCodeUri": upload(client, bucket, "code/e1/evaluate.py", b"print('eval')"),
+        "BaselineCodeUri": upload(client, bucket, "code/b1/data_quality.py", b"print('baseline')"),
         "TrainingCodeUri": upload(
             client,
             bucket,
@@ -244,6 +245,7 @@ def test_quality_gate_passes_registers_model_package_of_best_trial(
     steps = steps_of(client, arn)
     assert {n: s["StepStatus"] for n, s in steps.items()} == {
         "PreprocessData": "Succeeded",
+        "BaselineData": "Succeeded",
         "TuneModel": "Succeeded",
         "EvaluateModel": "Succeeded",
         "CheckQuality": "Succeeded",
@@ -508,6 +510,7 @@ def test_execution_and_step_events_are_emitted_like_aws(
     # AND the progress hook saw every step and the tuning trials
     assert {u.step_name for u in updates if u.step_name} == {
         "PreprocessData",
+        "BaselineData",
         "TuneModel",
         "EvaluateModel",
         "CheckQuality",
@@ -906,6 +909,7 @@ def test_tuning_search_learns_toward_the_optimum(
             "RepositoryName": "r",
             "PreprocessCodeUri": "s3://x/p",
             "EvaluateCodeUri": "s3://x/e",
+            "BaselineCodeUri": "s3://x/b",
             "ProcessingImageUri": "i",
             "InferenceImageUri": "i",
             "ModelPackageGroupName": "g",

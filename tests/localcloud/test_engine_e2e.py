@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -141,8 +142,9 @@ def test_real_pipeline_preprocesses_tunes_evaluates_and_registers(
         assert source["ContentType"] == "application/json"
         key = source["S3Uri"].split(f"s3://{bucket}/", 1)[1]
         baseline[part] = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    header = (ROOT / "data/boston_housing.csv").read_text().splitlines()[0].split(",")
-    features = [c.strip() for c in header if c.strip() != "MEDV"]
+    with (ROOT / "data/boston_housing.csv").open(newline="") as handle:
+        header = next(csv.reader(handle))
+    features = [c for c in header if c != "MEDV"]
     assert [f["name"] for f in baseline["Statistics"]["features"]] == features
     assert [f["name"] for f in baseline["Constraints"]["features"]] == features
     train_rows = baseline["Statistics"]["dataset"]["item_count"]

@@ -148,10 +148,11 @@ def test_dependencies_come_from_references_depends_on_and_condition_branches() -
     upstream = {name: set(step.upstream) for name, step in definition.steps.items()}
     assert upstream == {
         "PreprocessData": set(),
+        "BaselineData": {"PreprocessData"},
         "TuneModel": {"PreprocessData"},
         "EvaluateModel": {"TuneModel", "PreprocessData"},
         "CheckQuality": {"EvaluateModel"},
-        "RegisterModel-RegisterModel": {"CheckQuality", "TuneModel", "EvaluateModel"},
+        "RegisterModel-RegisterModel": {"CheckQuality", "TuneModel", "EvaluateModel", "BaselineData"},
         "FailQualityGate": {"CheckQuality", "EvaluateModel"},
     }
     assert definition.steps["RegisterModel-RegisterModel"].branch_of == ("CheckQuality", True)

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from functions.deploy.app import lambda_handler
 from orchestrator import data_quality as dq
@@ -383,3 +384,28 @@ def test_the_drift_is_in_the_ledger_before_the_metric_that_raises_the_alarm(
     detail = MonitoringDetail.model_validate({"scheduledTime": AT})
     assert monitor_endpoint(ENDPOINT, detail, settings, services)["status"] == "drift"
     assert seen and all(pointer is not None and pointer["drifted_features"] == ["CRIM"] for pointer in seen)
+
+
+def test_a_transient_error_reading_the_baseline_is_raised_for_lambda_to_retry(
+    cloud: Cloud, context: Any, capturing: None
+) -> None:
+    from orchestrator.monitor import MonitoringDetail, MonitorServices, monitor_endpoint
+    from orchestrator.settings import deploy_settings
+    from tests.unit.fakes import client_error
+
+    deploy(cloud, context)
+    capture(cloud, requests(training_rows(60, seed=2, shift=6.0)), NINE)
+    settings = deploy_settings()
+    real = MonitorServices.from_settings(settings)
+
+    class Throttled:
+        client = real.s3.client
+
+        def read_json(self, uri: str) -> Any:
+            raise client_error("SlowDown", "Please reduce your request rate.", "GetObject")
+
+    services = MonitorServices(real.sagemaker, Throttled(), real.ledger, real.cloudwatch)  # type: ignore[arg-type]
+    detail = MonitoringDetail.model_validate({"scheduledTime": AT})
+    with pytest.raises(ClientError):
+        monitor_endpoint(ENDPOINT, detail, settings, services)
+    assert reports(cloud) == {} and published() == []

@@ -253,17 +253,13 @@ def monitor_endpoint(
         return {"endpoint": endpoint, "status": "skipped", "reason": "no-baseline", "package": package_arn}
     try:
         baseline, limits = (services.s3.read_json(uri) for uri in uris)
-    except ClientError as exc:
-        if not is_permanent(exc) and error_code(exc) not in {"NoSuchKey", "404"}:
+    except (ClientError, ValueError) as exc:  # gone, or not JSON
+        if (
+            isinstance(exc, ClientError)
+            and not is_permanent(exc)
+            and error_code(exc) not in {"NoSuchKey", "404"}
+        ):
             raise
-        logger.error("monitoring: baseline unreadable", endpoint=endpoint, baseline=uris, error=str(exc))
-        return {
-            "endpoint": endpoint,
-            "status": "skipped",
-            "reason": "baseline-unreadable",
-            "package": package_arn,
-        }
-    except ValueError as exc:  # not JSON
         logger.error("monitoring: baseline unreadable", endpoint=endpoint, baseline=uris, error=str(exc))
         return {
             "endpoint": endpoint,
