@@ -44,7 +44,7 @@ synth: .venv-synth/.stamp
 	$(SYNTH_PY) -m orchestrator.image_registry --template template.yaml
 
 test: bootstrap
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-fast: $(VENV)/.stamp
 	$(PY) -m pytest -q -m "not slow" tests
