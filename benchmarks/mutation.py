@@ -47,6 +47,8 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_deploy.py",
         "tests/unit/test_deploy_details.py",
         "tests/unit/test_permanent_and_transient_errors.py",
+        # staged promotion, A/B and the smoke test's scheduling live in deploy.py's handlers
+        "tests/unit/test_promotion.py",
     ],
     "promote": ["tests/unit/test_promotion.py", "tests/unit/test_smoke_test_details.py"],
     "retrain": ["tests/unit/test_retraining.py"],

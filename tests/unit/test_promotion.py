@@ -937,3 +937,116 @@ def test_refusals_carry_what_the_person_needs_to_know(
         "staging_pending_config": None,
     }
     assert v2 != v1
+
+
+# --- ending an A/B test: every refusal, and the records word for word (from deploy's mutation survivors) --
+def test_an_ab_end_is_recorded_logged_and_counted_word_for_word(
+    cloud: Cloud,
+    context: Any,
+    ab: tuple[LifeCycles, Model],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from orchestrator.adapters.ledger import Ledger
+    from tests.unit.test_track_details import metrics_emitted
+
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    capsys.readouterr()
+    result = end_test(cloud, v2, "Promoted", context)
+    assert set(result) == {"status", "package_arn", "decided_by", "variant_metrics", "endpoint"}
+    assert (result["status"], result["package_arn"]) == ("ab-promoted", v2)
+    assert result["endpoint"]["endpoint_name"] == PRODUCTION
+    expected = {
+        "action": "ab-promoted",
+        "candidate_package_arn": v2,
+        "live_package_arn": v1,
+        "kept_package_arn": v2,
+        "decided_by": result["decided_by"],
+        "variant_metrics": result["variant_metrics"],
+    }
+    events = [
+        item
+        for item in Ledger(TABLE).partition(f"ENDPOINT#{PRODUCTION}")
+        if item["sk"].startswith("EVENT#") and "kept_package_arn" in item
+    ]
+    [event] = events
+    assert {k: event[k] for k in expected} == expected and event["kind"] == "event"
+    assert event["decided_at"]
+    stage = ledger(cloud, f"PACKAGE#{v2}", "STAGE#Production#Promoted")
+    assert stage is not None and (stage["kind"], stage["stage"]) == ("stage", "Production")
+    assert {k: stage[k] for k in expected} == expected and stage["decided_at"] == event["decided_at"]
+    [line] = logged(caplog, "A/B test ended", "INFO")
+    assert line["endpoint_name"] == PRODUCTION
+    assert {
+        k: line[k] for k in ("action", "candidate_package_arn", "live_package_arn", "kept_package_arn")
+    } == {k: expected[k] for k in ("action", "candidate_package_arn", "live_package_arn", "kept_package_arn")}
+    assert metrics_emitted(capsys)["ABTestsEnded"] == 1
+
+
+def test_rolling_back_to_a_live_package_that_is_no_longer_approved_is_refused(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    # the Live package rejected meanwhile (its own event not delivered yet)
+    cloud.sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")
+    result = end_test(cloud, v2, "RolledBack", context)
+    assert (result["status"], result["reason"], result["package_to_keep"]) == ("refused", "not-approved", v1)
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    [line] = logged(caplog, "promotion refused")
+    assert (line["reason"], line["package_to_keep"]) == ("not-approved", v1)
+    [note] = [n for n in cloud.notifications() if "not-approved" in n.get("Subject", "")]
+    assert v2 in note["Message"]
+
+
+def test_an_ab_end_while_production_is_held_or_updating_is_refused_and_releases_the_lease(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    from orchestrator.adapters.ledger import Ledger
+    from tests.unit.fakes import moto_sagemaker
+
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    pk = f"ENDPOINT#{PRODUCTION}"
+    # another invocation holds production
+    assert Ledger(TABLE).acquire_lease(pk, "another-invocation", 300)
+    held = end_test(cloud, v2, "Promoted", context)
+    assert (held["status"], held["reason"]) == (
+        "refused",
+        "production-busy",
+    ) and "endpoint_status" not in held
+    Ledger(TABLE).release_lease(pk, "another-invocation")
+    # production is updating
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
+    updating = end_test(cloud, v2, "RolledBack", context)
+    assert (updating["reason"], updating["endpoint_status"]) == ("production-busy", "UPDATING")
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    assert Ledger(TABLE).acquire_lease(pk, "someone-else", 60)  # the refused invocation let go
+
+
+def test_an_ab_end_older_than_the_last_decision_is_superseded(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], caplog: pytest.LogCaptureFixture
+) -> None:
+    from orchestrator.adapters.ledger import Ledger
+
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    Ledger(TABLE).put(
+        f"ENDPOINT#{PRODUCTION}",
+        "LAST_DECISION",
+        kind="last-decision",
+        package_arn=v1,
+        approval_status="Approved",
+        decided_at="2999-01-01T00:00:00+00:00",
+        event_id="a-later-decision",
+    )
+    result = end_test(cloud, v2, "Promoted", context)
+    assert result == {
+        "action": "none",
+        "reason": "superseded-by-a-later-decision",
+        "endpoint_name": PRODUCTION,
+    }
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    [line] = logged(caplog, "A/B decision superseded by a later one", "WARNING")
+    assert line["package_arn"] == v2
