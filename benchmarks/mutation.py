@@ -129,6 +129,11 @@ _SAME_INSTANT = (
     "astimezone(UTC) reads as local), and replace(second=0, microsecond=0) cuts the same minute in any "
     "whole-minute time zone; the query's start and end are the same"
 )
+_REJECTED_SKIPPED = (
+    "the rejected package is no longer Approved: the staging list of Approved packages never holds it, and "
+    "production's history skips it when it is described, so how (or whether) it is filtered out first "
+    "changes nothing"
+)
 _NO_ENDPOINT_NO_STATUS = (
     "with no endpoint described there is no status: '', 'None' and 'XXXX' are none of them a busy state"
 )
@@ -165,6 +170,18 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.promote.x_variant_metrics__mutmut_11": _SAME_INSTANT,
     "orchestrator.promote.x_variant_metrics__mutmut_20": _SAME_INSTANT,
     "orchestrator.promote.x_variant_metrics__mutmut_22": _SAME_INSTANT,
+    "orchestrator.deploy.x_rollback_target__mutmut_1": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_2": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_11": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_35": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_36": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_37": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_38": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_39": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_40": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_41": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_42": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_43": _REJECTED_SKIPPED,
     "orchestrator.push.x_touches__mutmut_4": _BLANK_WATCHED_PATH,
     "orchestrator.push.x_stop_superseded__mutmut_14": _NO_DISPLAY_NAME,
     "orchestrator.push.x_stop_superseded__mutmut_16": _NO_DISPLAY_NAME,

@@ -1050,3 +1050,19 @@ def test_an_ab_end_older_than_the_last_decision_is_superseded(
     assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
     [line] = logged(caplog, "A/B decision superseded by a later one", "WARNING")
     assert line["package_arn"] == v2
+
+
+def test_production_rolls_back_to_the_newest_package_it_served_before_not_the_oldest(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    served = []
+    for n in (1, 2, 3):
+        arn, _ = approved_and_tested(cloud, model, n, context)
+        promote(cloud, arn, context)
+        served.append(arn)
+    v1, v2, v3 = served
+    assert production_package(cloud) == v3
+    result = lambda_handler(decide(cloud, v3, "Rejected"), context)
+    assert result["production"]["status"] == "rolled-back"
+    assert production_package(cloud) == v2  # the newest before v3, of two candidates
