@@ -1061,7 +1061,7 @@ def test_production_rolls_back_to_the_newest_package_it_served_before_not_the_ol
         arn, _ = approved_and_tested(cloud, model, n, context)
         promote(cloud, arn, context)
         served.append(arn)
-    v1, v2, v3 = served
+    _v1, v2, v3 = served
     assert production_package(cloud) == v3
     result = lambda_handler(decide(cloud, v3, "Rejected"), context)
     assert result["production"]["status"] == "rolled-back"
