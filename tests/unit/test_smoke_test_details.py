@@ -309,7 +309,7 @@ def test_rows_come_from_the_csvs_under_the_prefix_only(cloud: Cloud, monkeypatch
     assert rows == [("1.5", 10.0), ("2\ufffd", 20.0), ("3", 30.0)]
 
 
-def test_objects_and_rows_at_their_size_limits_are_read_and_above_them_are_not(
+def test_objects_are_read_within_the_byte_budget_and_rows_within_their_size_limit(
     cloud: Cloud, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     prefix = f"s3://{BUCKET}/pipelines/run1/PreprocessData/test/"
@@ -317,13 +317,38 @@ def test_objects_and_rows_at_their_size_limits_are_read_and_above_them_are_not(
     big = b"a,b,MEDV\n4,5,6\n7,8,9\n"
     put("pipelines/run1/PreprocessData/test/a.csv", small)
     put("pipelines/run1/PreprocessData/test/b.csv", big)
-    monkeypatch.setattr(promote, "MAX_TEST_OBJECT_BYTES", len(small))
+    put("pipelines/run1/PreprocessData/test/c.csv", small)
+    # a.csv fills the budget exactly; b.csv and c.csv would go over it
+    monkeypatch.setattr(promote, "MAX_HELD_OUT_BYTES", len(small))
     assert held_out_rows(prefix, 10, boto3.client("s3")) == [("1,2", 3.0)]
-    monkeypatch.setattr(promote, "MAX_TEST_OBJECT_BYTES", len(big))
-    monkeypatch.setattr(promote, "MAX_ROW_BYTES", len("1,2"))
+    # b.csv is skipped (it would go over what is left), and c.csv, which fits, is still read
+    monkeypatch.setattr(promote, "MAX_HELD_OUT_BYTES", 2 * len(small) + len(big) - 1)
     assert held_out_rows(prefix, 10, boto3.client("s3")) == [("1,2", 3.0), ("4,5", 6.0), ("7,8", 9.0)]
+    monkeypatch.setattr(promote, "MAX_HELD_OUT_BYTES", 2 * len(small) + len(big))
+    monkeypatch.setattr(promote, "MAX_ROW_BYTES", len("1,2"))
+    assert held_out_rows(prefix, 10, boto3.client("s3")) == [
+        ("1,2", 3.0),
+        ("4,5", 6.0),
+        ("7,8", 9.0),
+        ("1,2", 3.0),
+    ]
     monkeypatch.setattr(promote, "MAX_ROW_BYTES", len("1,2") - 1)
     assert held_out_rows(prefix, 10, boto3.client("s3")) == []
+
+
+def test_the_rows_are_spread_over_the_whole_split_not_its_first_rows(cloud: Cloud) -> None:
+    # preprocess.py keeps the input's order: a split of sorted data, in two files
+    for name, values in (("part-1", range(60)), ("part-2", range(60, 100))):
+        put(
+            f"pipelines/run1/PreprocessData/test/{name}.csv",
+            ("a,MEDV\n" + "".join(f"{v},{v}\n" for v in values)).encode(),
+        )
+    prefix = f"s3://{BUCKET}/pipelines/run1/PreprocessData/test/"
+    rows = held_out_rows(prefix, 10, boto3.client("s3"))
+    assert [target for _, target in rows] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0]
+    assert [target for _, target in held_out_rows(prefix, 3, boto3.client("s3"))] == [0.0, 33.0, 66.0]
+    assert len(held_out_rows(prefix, 100, boto3.client("s3"))) == 100
+    assert len(held_out_rows(prefix, 1000, boto3.client("s3"))) == 100
 
 
 def test_metadata_shows_what_was_not_measured() -> None:

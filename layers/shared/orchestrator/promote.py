@@ -39,7 +39,8 @@ STAGING_RECORD = f"STAGE#{STAGING}"
 PRODUCTION_RECORD = f"STAGE#{PRODUCTION}"
 # A CSV row larger than this is not a smoke-test row (InvokeEndpoint's payload limit is 6 MB; ours is tiny).
 MAX_ROW_BYTES = 64 * 1024
-MAX_TEST_OBJECT_BYTES = 16 * 1024 * 1024
+# The smoke test's rows are sampled from at most this much of the test split's CSV.
+MAX_HELD_OUT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -114,22 +115,27 @@ def held_out_uri(execution_arn: str | None, sagemaker: Any) -> str | None:
 
 def held_out_rows(prefix: str, limit: int, s3: Any = None) -> list[tuple[str, float]]:
     """Up to `limit` (features as a CSV line, target) pairs from the CSVs under `prefix`: a header, then
-    rows with the target last (preprocess.py writes its splits so)."""
+    rows with the target last (preprocess.py writes its splits so). The pairs are spread evenly over the
+    rows read: preprocess.py keeps the input's order within a split, so the first rows of a sorted input
+    (Boston's are ordered by town) would all come from one end of it. At most MAX_HELD_OUT_BYTES of CSV are
+    read; an object that would go over what is left of that is skipped."""
     client = s3 or aws_client("s3")
     bucket, key_prefix = split_s3_uri(prefix)
-    keys: list[str] = []
+    sizes: dict[str, int] = {}
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
-        keys.extend(
-            item["Key"]
+        sizes.update(
+            (item["Key"], int(item.get("Size", 0)))
             for item in page.get("Contents", [])
-            if item["Key"].endswith(".csv") and int(item.get("Size", 0)) <= MAX_TEST_OBJECT_BYTES
+            if item["Key"].endswith(".csv")
         )
     rows: list[tuple[str, float]] = []
-    for key in sorted(keys):
+    budget = MAX_HELD_OUT_BYTES
+    for key in sorted(sizes):
+        if sizes[key] > budget:
+            continue
+        budget -= sizes[key]
         text = client.get_object(Bucket=bucket, Key=key)["Body"].read().decode("utf-8", "replace")
         for record in list(csv.reader(io.StringIO(text)))[1:]:
-            if len(rows) >= limit:
-                return rows
             if len(record) < 2 or not all(cell.strip() for cell in record):
                 continue
             try:
@@ -139,7 +145,9 @@ def held_out_rows(prefix: str, limit: int, s3: Any = None) -> list[tuple[str, fl
             line = ",".join(cell.strip() for cell in record[:-1])
             if len(line) <= MAX_ROW_BYTES and math.isfinite(target):
                 rows.append((line, target))
-    return rows
+    if len(rows) <= limit:
+        return rows
+    return [rows[i * len(rows) // limit] for i in range(limit)]
 
 
 # --- the smoke test ----------------------------------------------------------------------------------
