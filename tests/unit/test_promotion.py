@@ -1066,3 +1066,170 @@ def test_production_rolls_back_to_the_newest_package_it_served_before_not_the_ol
     result = lambda_handler(decide(cloud, v3, "Rejected"), context)
     assert result["production"]["status"] == "rolled-back"
     assert production_package(cloud) == v2  # the newest before v3, of two candidates
+
+
+# --- ending an A/B test: the decision it records, and what it is run once for -----------------------------
+def test_an_ab_end_records_its_decision_and_the_deployment_decided_at_the_packages_time(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    event = set_stage(cloud, v2, "Production", "RolledBack", "the candidate is slower")
+    modified = cloud.sagemaker.describe_model_package(ModelPackageName=v2)["LastModifiedTime"]
+    assert lambda_handler(event, context)["status"] == "ab-rolled-back"
+    at = modified.astimezone(UTC).isoformat(timespec="milliseconds")
+    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
+    assert last is not None
+    assert {k: last[k] for k in ("kind", "package_arn", "approval_status", "decided_at", "event_id")} == {
+        "kind": "last-decision",
+        "package_arn": v2,
+        "approval_status": "Approved",
+        "decided_at": at,
+        "event_id": event["id"],
+    }
+    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    deployment = ledger(cloud, f"ENDPOINT#{PRODUCTION}", f"CONFIG#{config}")
+    assert deployment is not None
+    assert (deployment["package_arn"], deployment["reason"], deployment["decided_at"]) == (
+        v1,
+        "ab-rolled-back",
+        at,
+    )
+
+
+def test_an_ab_end_without_the_packages_time_is_decided_at_the_events_time(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LastModifiedTime is optional in DescribeModelPackage's output (botocore's sagemaker service model)
+    from orchestrator.adapters.sagemaker import SageMakerAdapter
+
+    _, model = ab
+    _, v2 = in_ab_test(cloud, model, context)
+    describe = SageMakerAdapter.describe_model_package
+
+    def without_time(self: Any, arn: str) -> Any:
+        found = describe(self, arn)
+        return None if found is None else {k: v for k, v in found.items() if k != "LastModifiedTime"}
+
+    monkeypatch.setattr(SageMakerAdapter, "describe_model_package", without_time)
+    event = set_stage(cloud, v2, "Production", "Promoted")
+    event["time"] = "2030-01-01T10:11:12Z"  # later than the decision that started the test
+    assert lambda_handler(event, context)["status"] == "ab-promoted"
+    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
+    assert last is not None and last["decided_at"] == "2030-01-01T10:11:12.000+00:00"
+
+
+def test_an_ab_end_holds_production_as_this_invocation_for_the_time_it_has_left(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.adapters.ledger import Ledger
+
+    _, model = ab
+    _, v2 = in_ab_test(cloud, model, context)
+    acquire = Ledger.acquire_lease
+    leases: list[tuple[str, str, int]] = []
+
+    def spy(self: Any, pk: str, owner: str, seconds: int) -> bool:
+        leases.append((pk, owner, seconds))
+        return bool(acquire(self, pk, owner, seconds))
+
+    monkeypatch.setattr(Ledger, "acquire_lease", spy)
+    assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
+    # the context's request id, and its 60 s left (not LEASE_SECONDS, 330)
+    assert (f"ENDPOINT#{PRODUCTION}", context.aws_request_id, 60) in leases
+
+
+def test_an_ab_end_is_run_once_with_this_invocations_deadline(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    # Powertools idempotency: with the Lambda context registered, the record in progress expires at the
+    # invocation's deadline, so a redelivery after a timeout runs it again ("Lambda timeouts")
+    import time
+
+    import boto3
+
+    _, model = ab
+    _, v2 = in_ab_test(cloud, model, context)
+    before_ms = int(time.time() * 1000)
+    assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    [record] = [item for item in items if ".orchestrator.deploy.end_ab_test." in item["sk"]["S"]]
+    deadline = int(record["in_progress_expiration"]["N"])
+    assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
+
+
+def test_a_command_with_no_ab_test_running_is_refused_naming_no_candidate(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)  # blue/green: production serves v1 alone, no test
+    result = end_test(cloud, v1, "Promoted", context)
+    assert result == {
+        "status": "refused",
+        "reason": "not-the-ab-candidate",
+        "package_arn": v1,
+        "ab_candidate": None,
+    }
+    [line] = logged(caplog, "promotion refused")
+    assert (line["package_arn"], line["reason"]) == (v1, "not-the-ab-candidate")
+
+
+def test_an_ab_end_refused_while_production_is_busy_names_the_package_and_runs_when_asked_again(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    # a refusal is not kept for later: the same command, set again (a new LastModifiedTime), is carried out
+    from orchestrator.adapters.ledger import Ledger
+    from tests.unit.fakes import moto_sagemaker
+
+    _, model = ab
+    _v1, v2 = in_ab_test(cloud, model, context)
+    pk = f"ENDPOINT#{PRODUCTION}"
+    assert Ledger(TABLE).acquire_lease(pk, "another-invocation", 300)
+    held = end_test(cloud, v2, "Promoted", context)
+    assert (held["reason"], held["package_arn"]) == ("production-busy", v2)
+    Ledger(TABLE).release_lease(pk, "another-invocation")
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
+    updating = end_test(cloud, v2, "Promoted", context)
+    assert (updating["reason"], updating["endpoint_status"], updating["package_arn"]) == (
+        "production-busy",
+        "UPDATING",
+        v2,
+    )
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "InService"
+    assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
+    assert production_variants(cloud) == {"AllTraffic": (v2, 1.0)}
+
+
+def test_an_ab_end_when_production_is_gone_is_refused_with_no_status(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    _, v2 = in_ab_test(cloud, model, context)
+    cloud.sagemaker.delete_endpoint(EndpointName=PRODUCTION)
+    result = end_test(cloud, v2, "Promoted", context)
+    assert (result["status"], result["reason"], result["endpoint_status"]) == (
+        "refused",
+        "production-busy",
+        "",
+    )
+
+
+def test_each_package_and_command_at_one_instant_is_its_own_decision(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # run once per (package, command, time): another package, or another command, at the same instant is
+    # not a repeat of the first
+    from orchestrator import deploy
+    from orchestrator.adapters.ledger import Ledger
+
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    monkeypatch.setattr(deploy, "decided_at", lambda description, fallback: "2030-01-01T00:00:00.000+00:00")
+    assert end_test(cloud, v1, "Promoted", context)["reason"] == "not-the-ab-candidate"
+    pk = f"ENDPOINT#{PRODUCTION}"
+    assert Ledger(TABLE).acquire_lease(pk, "another-invocation", 300)
+    assert end_test(cloud, v2, "RolledBack", context)["reason"] == "production-busy"
+    Ledger(TABLE).release_lease(pk, "another-invocation")
+    assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
+    assert production_variants(cloud) == {"AllTraffic": (v2, 1.0)}
