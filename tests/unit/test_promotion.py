@@ -647,6 +647,9 @@ def test_an_ab_promotion_puts_the_candidate_beside_production_with_its_share(
     assert test is not None
     assert (test["live_package_arn"], test["candidate_package_arn"]) == (v1, v2)
     assert test["weights"] == {"Live": "0.75", "Candidate": "0.25"}
+    assert test["kind"] == "ab-test"
+    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    assert test["endpoint_config_name"] == config
 
 
 @pytest.mark.parametrize(("command", "kept"), [("Promoted", 2), ("RolledBack", 1)])
@@ -1233,3 +1236,86 @@ def test_each_package_and_command_at_one_instant_is_its_own_decision(
     Ledger(TABLE).release_lease(pk, "another-invocation")
     assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
     assert production_variants(cloud) == {"AllTraffic": (v2, 1.0)}
+
+
+# --- A/B partners and rollbacks: who takes the traffic -------------------------------------------------
+def test_promoting_the_package_production_serves_again_does_not_test_it_against_itself(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    promote(cloud, v1, context)  # set again (a new LastModifiedTime): a new promotion of the same package
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is None
+
+
+def test_an_ab_promotion_replaces_a_live_package_rejected_meanwhile(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    # production's package rejected (its event not delivered yet): there is nothing to test v2 against
+    cloud.sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")
+    assert promote(cloud, v2, context)["status"] == "promoted"
+    assert production_variants(cloud) == {"AllTraffic": (v2, 1.0)}
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is None
+
+
+def test_rejecting_the_candidate_gives_all_traffic_to_the_live_variant_not_to_the_last_candidate(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    # v3 promoted during v2's test takes v2's place beside v1; production's history then names v2 as the
+    # package served before v3, but the variant beside v3 is v1's
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    v3, _ = approved_and_tested(cloud, model, 3, context)
+    promote(cloud, v3, context)
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v3, 0.25)}
+    result = lambda_handler(decide(cloud, v3, "Rejected"), context)
+    assert result["production"]["status"] == "rolled-back"
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+    assert v2 != v1
+
+
+def test_rejecting_the_candidate_when_the_live_package_was_rejected_too_leaves_production_stuck(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    cloud.sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")  # no event yet
+    result = lambda_handler(decide(cloud, v2, "Rejected"), context)
+    assert (result["production"]["status"], result["production"]["reason"]) == (
+        "stuck",
+        "no-approved-package",
+    )
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+
+
+def test_production_rolls_back_past_a_package_rejected_since_it_served(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    served = []
+    for n in (1, 2, 3):
+        arn, _ = approved_and_tested(cloud, model, n, context)
+        promote(cloud, arn, context)
+        served.append(arn)
+    v1, v2, v3 = served
+    cloud.sagemaker.update_model_package(ModelPackageArn=v2, ModelApprovalStatus="Rejected")  # no event yet
+    result = lambda_handler(decide(cloud, v3, "Rejected"), context)
+    assert result["production"]["status"] == "rolled-back"
+    assert production_package(cloud) == v1
+
+
+def test_rejecting_a_package_when_its_endpoint_is_gone_rolls_nothing_back(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    cloud.sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+    result = lambda_handler(decide(cloud, v1, "Rejected"), context)
+    assert (result["status"], result["action"], result["reason"]) == ("recorded", "none", "not-live")
+    assert result["production"]["reason"] == "not-live"
