@@ -1319,3 +1319,52 @@ def test_rejecting_a_package_when_its_endpoint_is_gone_rolls_nothing_back(
     result = lambda_handler(decide(cloud, v1, "Rejected"), context)
     assert (result["status"], result["action"], result["reason"]) == ("recorded", "none", "not-live")
     assert result["production"]["reason"] == "not-live"
+
+
+def test_an_ab_start_is_logged_word_for_word(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    [line] = logged(caplog, "A/B test started", "INFO")
+    assert {
+        k: line[k] for k in ("endpoint_name", "live_package_arn", "candidate_package_arn", "candidate_weight")
+    } == {
+        "endpoint_name": PRODUCTION,
+        "live_package_arn": v1,
+        "candidate_package_arn": v2,
+        "candidate_weight": 0.25,
+    }
+
+
+# --- stage events that are not acted on ----------------------------------------------------------------
+def test_a_stage_event_for_a_package_that_does_not_exist_is_ignored_naming_it(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    event = set_stage(cloud, v1, "Production", "Approved")
+    missing = v1.rsplit("/", 1)[0] + "/99"
+    event["resources"] = [missing]
+    event["detail"].update(ModelPackageArn=missing, ModelPackageVersion=99)
+    result = lambda_handler(event, context)
+    assert result == {"status": "ignored", "reason": "package-not-found", "package_arn": missing}
+    assert not cloud.sagemaker.list_endpoints(NameContains=PRODUCTION)["Endpoints"]
+
+
+def test_a_promotion_whose_event_disagrees_with_the_package_is_ignored_not_refused(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    # SageMaker's own view decides: the event says Approved, the package has been rejected since
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    event = set_stage(cloud, v1, "Production", "Approved")
+    cloud.sagemaker.update_model_package(ModelPackageArn=v1, ModelApprovalStatus="Rejected")
+    assert lambda_handler(event, context) == {
+        "status": "ignored",
+        "reason": "status-mismatch",
+        "package_arn": v1,
+        "event_status": "Approved",
+        "actual_status": "Rejected",
+    }
+    assert not cloud.sagemaker.list_endpoints(NameContains=PRODUCTION)["Endpoints"]
