@@ -137,26 +137,18 @@ _REJECTED_SKIPPED = (
 _NO_ENDPOINT_NO_STATUS = (
     "with no endpoint described there is no status: '', 'None' and 'XXXX' are none of them a busy state"
 )
+_AB_HAS_CANDIDATE = (
+    "the A/B record is always written with candidate_package_arn (record_ab), so the default is never used"
+)
+_DEPLOYED_AT_ALWAYS = (
+    "every deployment record has deployed_at (LineageRecorder.deployed_to_endpoint writes it), so the "
+    "default is never used"
+)
+_NOT_FOUND_NAMED = (
+    "verification_failure answers package-not-found for a package it could not describe, so the fallback "
+    "reason is never used"
+)
 EQUIVALENT: dict[str, str] = {
-    "orchestrator.deploy.x_carry_out__mutmut_54": _NO_ENDPOINT_NO_STATUS,
-    "orchestrator.deploy.x_carry_out__mutmut_56": _NO_ENDPOINT_NO_STATUS,
-    "orchestrator.deploy.x_carry_out__mutmut_61": _NO_ENDPOINT_NO_STATUS,
-    "orchestrator.deploy.x_plan_endpoint__mutmut_25": _FINGERPRINT_CONSTANT,
-    "orchestrator.deploy.x_plan_endpoint__mutmut_90": _PLAN_PACKAGE_UNREAD,
-    "orchestrator.deploy.x_package_of_config__mutmut_15": _VARIANT_NAMES_ITS_MODEL,
-    "orchestrator.deploy.x_package_of_config__mutmut_17": _VARIANT_NAMES_ITS_MODEL,
-    "orchestrator.deploy.x_package_of_config__mutmut_22": _VARIANT_NAMES_ITS_MODEL,
-    "orchestrator.deploy.x_package_of_config__mutmut_36": _NEVER_EMPTY,
-    "orchestrator.deploy.x_rejection_is_moot__mutmut_21": _KEPT_HAS_PACKAGE,
-    "orchestrator.deploy.x_rejection_is_moot__mutmut_23": _KEPT_HAS_PACKAGE,
-    "orchestrator.deploy.x_rejection_is_moot__mutmut_26": _KEPT_HAS_PACKAGE,
-    "orchestrator.deploy.x_rejection_is_moot__mutmut_56": _NOT_AN_ARN,
-    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_6": _CONFIG_ALWAYS_NAMED,
-    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_8": _CONFIG_ALWAYS_NAMED,
-    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_12": _CONFIG_ALWAYS_NAMED,
-    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_40": _ANSWER_UNREAD,
-    "orchestrator.deploy.x_roll_back_rejected__mutmut_43": _REJECTED_NOT_LISTED,
-    "orchestrator.deploy.x_roll_back_rejected__mutmut_48": _REJECTED_NOT_LISTED,
     "orchestrator.promote.x__prediction__mutmut_7": _CODEC_ALIAS,
     "orchestrator.promote.x__prediction__mutmut_10": _FIRST_LINE,
     "orchestrator.promote.x_held_out_rows__mutmut_59": _CODEC_ALIAS,
@@ -182,6 +174,14 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.deploy.x_rollback_target__mutmut_41": _REJECTED_SKIPPED,
     "orchestrator.deploy.x_rollback_target__mutmut_42": _REJECTED_SKIPPED,
     "orchestrator.deploy.x_rollback_target__mutmut_43": _REJECTED_SKIPPED,
+    "orchestrator.deploy.x_rollback_target__mutmut_52": _DEPLOYED_AT_ALWAYS,
+    "orchestrator.deploy.x_rollback_target__mutmut_54": _DEPLOYED_AT_ALWAYS,
+    "orchestrator.deploy.x_rollback_target__mutmut_57": _DEPLOYED_AT_ALWAYS,
+    "orchestrator.deploy.x_end_ab_test__mutmut_43": _AB_HAS_CANDIDATE,
+    "orchestrator.deploy.x_end_ab_test__mutmut_45": _AB_HAS_CANDIDATE,
+    "orchestrator.deploy.x_end_ab_test__mutmut_48": _AB_HAS_CANDIDATE,
+    "orchestrator.deploy.x_handle_promotion__mutmut_22": _NOT_FOUND_NAMED,
+    "orchestrator.deploy.x_handle_promotion__mutmut_23": _NOT_FOUND_NAMED,
     "orchestrator.push.x_touches__mutmut_4": _BLANK_WATCHED_PATH,
     "orchestrator.push.x_stop_superseded__mutmut_14": _NO_DISPLAY_NAME,
     "orchestrator.push.x_stop_superseded__mutmut_16": _NO_DISPLAY_NAME,

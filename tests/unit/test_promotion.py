@@ -1368,3 +1368,160 @@ def test_a_promotion_whose_event_disagrees_with_the_package_is_ignored_not_refus
         "actual_status": "Rejected",
     }
     assert not cloud.sagemaker.list_endpoints(NameContains=PRODUCTION)["Endpoints"]
+
+
+# --- a promotion, word for word (from deploy's mutation survivors) ---------------------------------------
+def test_a_promotion_is_recorded_logged_and_counted_word_for_word(
+    cloud: Cloud,
+    context: Any,
+    staged: tuple[LifeCycles, Model],
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.unit.test_track_details import metrics_emitted
+
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    tested = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
+    event = set_stage(cloud, v1, "Production", "Approved", "numbers look right")
+    described = cloud.sagemaker.describe_model_package(ModelPackageName=v1)
+    at = described["LastModifiedTime"].astimezone(UTC).isoformat(timespec="milliseconds")
+    by = described["LastModifiedBy"]["UserProfileName"]
+    capsys.readouterr()
+
+    result = lambda_handler(event, context)
+
+    assert set(result) == {"status", "package_arn", "promoted_by", "endpoint"}
+    assert (result["status"], result["package_arn"], result["promoted_by"]) == ("promoted", v1, by)
+    record = ledger(cloud, f"PACKAGE#{v1}", "STAGE#Production")
+    assert record is not None
+    assert record.pop("recorded_at")
+    assert {k: v for k, v in record.items() if k not in ("pk", "sk")} == {
+        "kind": "stage",
+        "stage": "Production",
+        "promoted_by": by,
+        "promoted_at": at,
+        "stage_description": "numbers look right",
+        "tested_config": tested,
+        "event_id": event["id"],
+    }
+    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
+    assert last is not None
+    assert {k: last[k] for k in ("kind", "package_arn", "approval_status", "decided_at", "event_id")} == {
+        "kind": "last-decision",
+        "package_arn": v1,
+        "approval_status": "Approved",
+        "decided_at": at,
+        "event_id": event["id"],
+    }
+    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    deployment = ledger(cloud, f"ENDPOINT#{PRODUCTION}", f"CONFIG#{config}")
+    assert deployment is not None
+    assert (deployment["package_arn"], deployment["reason"], deployment["decided_at"]) == (v1, "promoted", at)
+    [line] = logged(caplog, "promotion to production accepted", "INFO")
+    assert {k: line[k] for k in ("package_arn", "promoted_by", "promoted_at", "endpoint_name")} == {
+        "package_arn": v1,
+        "promoted_by": by,
+        "promoted_at": at,
+        "endpoint_name": PRODUCTION,
+    }
+    assert metrics_emitted(capsys)["Promotions"] == 1
+
+
+def test_a_promotion_without_the_packages_time_is_decided_at_the_events_time(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LastModifiedTime is optional in DescribeModelPackage's output (botocore's sagemaker service model)
+    from orchestrator.adapters.sagemaker import SageMakerAdapter
+
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    describe = SageMakerAdapter.describe_model_package
+
+    def without_time(self: Any, arn: str) -> Any:
+        found = describe(self, arn)
+        return None if found is None else {k: v for k, v in found.items() if k != "LastModifiedTime"}
+
+    monkeypatch.setattr(SageMakerAdapter, "describe_model_package", without_time)
+    event = set_stage(cloud, v1, "Production", "Approved")
+    event["time"] = "2030-01-01T10:11:12Z"
+    assert lambda_handler(event, context)["status"] == "promoted"
+    record = ledger(cloud, f"PACKAGE#{v1}", "STAGE#Production")
+    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
+    assert record is not None and record["promoted_at"] == "2030-01-01T10:11:12.000+00:00"
+    assert last is not None and last["decided_at"] == "2030-01-01T10:11:12.000+00:00"
+
+
+def test_a_promotion_holds_production_as_this_invocation_and_runs_once_with_its_deadline(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import boto3
+
+    from orchestrator.adapters.ledger import Ledger
+
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    acquire = Ledger.acquire_lease
+    leases: list[tuple[str, str, int]] = []
+
+    def spy(self: Any, pk: str, owner: str, seconds: int) -> bool:
+        leases.append((pk, owner, seconds))
+        return bool(acquire(self, pk, owner, seconds))
+
+    monkeypatch.setattr(Ledger, "acquire_lease", spy)
+    before_ms = int(time.time() * 1000)
+    assert promote(cloud, v1, context)["status"] == "promoted"
+    assert (f"ENDPOINT#{PRODUCTION}", context.aws_request_id, 60) in leases
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    [record] = [item for item in items if ".orchestrator.deploy.handle_promotion." in item["sk"]["S"]]
+    deadline = int(record["in_progress_expiration"]["N"])
+    assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
+
+
+def test_two_packages_promoted_at_one_instant_are_two_decisions(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator import deploy
+
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    monkeypatch.setattr(deploy, "decided_at", lambda description, fallback: "2030-01-01T00:00:00.000+00:00")
+    assert promote(cloud, v1, context)["reason"] == "superseded-in-staging"
+    assert promote(cloud, v2, context)["status"] == "promoted"
+    assert production_package(cloud) == v2
+
+
+def test_a_promotion_deferred_while_production_updates_waits_for_its_event(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    from tests.unit.fakes import moto_sagemaker
+
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
+    result = promote(cloud, v2, context)
+    assert (result["status"], result["endpoint"]["action"]) == ("promoted", "deferred")
+    assert "resumed" not in result  # it is the decision waiting: it is not resumed while production updates
+    pending = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "PENDING")
+    assert pending is not None and pending["package_arn"] == v2
+    assert production_package(cloud) == v1
+
+
+def test_a_stage_change_that_is_not_a_promotion_is_ignored_saying_what_it_was(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    result = lambda_handler(set_stage(cloud, v1, "Production", "InReview"), context)
+    assert result == {
+        "status": "ignored",
+        "reason": "not-a-promotion",
+        "stage": "Production",
+        "stage_status": "InReview",
+    }
+    assert not cloud.sagemaker.list_endpoints(NameContains=PRODUCTION)["Endpoints"]
