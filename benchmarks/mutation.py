@@ -148,6 +148,10 @@ _NOT_FOUND_NAMED = (
     "verification_failure answers package-not-found for a package it could not describe, so the fallback "
     "reason is never used"
 )
+_STAGE_CONSTANT = (
+    "a promotion's run-once key always holds the stage Production (an A/B end is run once under a record "
+    "name of its own), so promotions are keyed alike with or without it"
+)
 EQUIVALENT: dict[str, str] = {
     "orchestrator.promote.x__prediction__mutmut_7": _CODEC_ALIAS,
     "orchestrator.promote.x__prediction__mutmut_10": _FIRST_LINE,
@@ -182,6 +186,12 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.deploy.x_end_ab_test__mutmut_48": _AB_HAS_CANDIDATE,
     "orchestrator.deploy.x_handle_promotion__mutmut_22": _NOT_FOUND_NAMED,
     "orchestrator.deploy.x_handle_promotion__mutmut_23": _NOT_FOUND_NAMED,
+    "orchestrator.deploy.x_handle_promotion__mutmut_24": _NOT_FOUND_NAMED,
+    "orchestrator.deploy.x_handle_promotion__mutmut_25": _NOT_FOUND_NAMED,
+    "orchestrator.deploy.x_handle_promotion__mutmut_206": _STAGE_CONSTANT,
+    "orchestrator.deploy.x_handle_promotion__mutmut_207": _STAGE_CONSTANT,
+    "orchestrator.deploy.x_handle_promotion__mutmut_212": _STAGE_CONSTANT,
+    "orchestrator.deploy.x_handle_promotion__mutmut_213": _STAGE_CONSTANT,
     "orchestrator.push.x_touches__mutmut_4": _BLANK_WATCHED_PATH,
     "orchestrator.push.x_stop_superseded__mutmut_14": _NO_DISPLAY_NAME,
     "orchestrator.push.x_stop_superseded__mutmut_16": _NO_DISPLAY_NAME,
