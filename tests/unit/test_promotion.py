@@ -1525,3 +1525,103 @@ def test_a_stage_change_that_is_not_a_promotion_is_ignored_saying_what_it_was(
         "stage_status": "InReview",
     }
     assert not cloud.sagemaker.list_endpoints(NameContains=PRODUCTION)["Endpoints"]
+
+
+# --- when staging is back InService: the smoke test's answers, word for word ----------------------------
+def test_staging_not_in_service_by_the_time_the_event_is_read_is_not_tested_yet(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    from tests.unit.fakes import moto_sagemaker
+
+    _, model = staged
+    arn = package(cloud, model, 1)
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    moto_sagemaker().endpoints[ENDPOINT].endpoint_status = "Updating"  # the event is older than this
+    assert lambda_handler(in_service(), context)["smoke_test"] == {
+        "action": "none",
+        "reason": "endpoint-not-in-service",
+        "endpoint_status": "UPDATING",
+    }
+    cloud.sagemaker.delete_endpoint(EndpointName=ENDPOINT)
+    assert lambda_handler(in_service(), context)["smoke_test"] == {
+        "action": "none",
+        "reason": "endpoint-not-in-service",
+        "endpoint_status": "",
+    }
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(("offset", "passed"), [(0.5, True), (3.0, False)])
+def test_a_config_already_tested_is_not_tested_again_and_says_how_it_went(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], offset: float, passed: bool
+) -> None:
+    _, model = staged
+    model.offset = offset
+    approved_and_tested(cloud, model, 1, context)
+    calls = len(model.calls)
+    assert lambda_handler(in_service(), context)["smoke_test"] == {
+        "action": "none",
+        "reason": "already-tested",
+        "passed": passed,
+    }
+    assert len(model.calls) == calls
+
+
+def test_staging_serving_a_package_rejected_since_is_not_tested(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], caplog: pytest.LogCaptureFixture
+) -> None:
+    _, model = staged
+    arn = package(cloud, model, 1)
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    cloud.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Rejected")  # no event yet
+    assert lambda_handler(in_service(), context)["smoke_test"] == {
+        "action": "none",
+        "reason": "not-approved",
+        "package_arn": arn,
+    }
+    [line] = logged(caplog, "staging serves a package that is not approved: no smoke test", "INFO")
+    assert line["package_arn"] == arn
+    assert model.calls == []
+
+
+def test_staging_serving_a_model_of_no_package_is_not_tested(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    # someone pointed the staging endpoint at a model of their own (no ModelPackageName behind it), named
+    # as the stack's are (the function may describe only those)
+    cloud.sagemaker.create_model(
+        ModelName="mlops-demo-models-v99-hand-made",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mine:1"},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/mine",
+    )
+    cloud.sagemaker.create_endpoint_config(
+        EndpointConfigName="mlops-demo-endpoint-v99-hand-made",
+        ProductionVariants=[
+            {
+                "VariantName": "AllTraffic",
+                "ModelName": "mlops-demo-models-v99-hand-made",
+                "InitialInstanceCount": 1,
+                "InstanceType": "ml.m5.large",
+            }
+        ],
+    )
+    cloud.sagemaker.create_endpoint(
+        EndpointName=ENDPOINT, EndpointConfigName="mlops-demo-endpoint-v99-hand-made"
+    )
+    assert lambda_handler(in_service(), context)["smoke_test"] == {
+        "action": "none",
+        "reason": "no-package-behind-config",
+        "endpoint_config_name": "mlops-demo-endpoint-v99-hand-made",
+    }
+
+
+def test_a_package_whose_run_is_not_found_fails_its_smoke_test_for_want_of_rows(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    arn = register_package(cloud, f"{7:040x}", f"{EXECUTION}gone00000", "tune-model-007")
+    lambda_handler(decide(cloud, arn, "Approved"), context)
+    result = lambda_handler(in_service(), context)["smoke_test"]
+    assert (result["action"], result["passed"]) == ("smoke-tested", False)
+    assert "no held-out rows to test with" in result["failures"]
+    assert model.calls == []
