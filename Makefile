@@ -43,8 +43,10 @@ synth: .venv-synth/.stamp
 	$(SYNTH_PY) -m orchestrator.pipeline_builder --output layers/shared/orchestrator/pipeline_definition.json
 	$(SYNTH_PY) -m orchestrator.image_registry --template template.yaml
 
+# Two pytest-xdist workers (CI has 2 cores); --dist loadfile keeps each file's tests on one worker, so a
+# module's fixtures (the end-to-end runs on the local cloud) are set up once.
 test: bootstrap
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 tests
 
 test-fast: $(VENV)/.stamp
 	$(PY) -m pytest -q -m "not slow" tests

@@ -1156,7 +1156,7 @@ def test_an_ab_end_is_run_once_with_this_invocations_deadline(
     before_ms = int(time.time() * 1000)
     assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
     items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    [record] = [item for item in items if ".orchestrator.deploy.end_ab_test." in item["sk"]["S"]]
+    [record] = [item for item in items if "end_ab_test" in item["sk"]["S"]]
     deadline = int(record["in_progress_expiration"]["N"])
     assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
 
@@ -1475,7 +1475,7 @@ def test_a_promotion_holds_production_as_this_invocation_and_runs_once_with_its_
     assert promote(cloud, v1, context)["status"] == "promoted"
     assert (f"ENDPOINT#{PRODUCTION}", context.aws_request_id, 60) in leases
     items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    [record] = [item for item in items if ".orchestrator.deploy.handle_promotion." in item["sk"]["S"]]
+    [record] = [item for item in items if "handle_promotion" in item["sk"]["S"]]
     deadline = int(record["in_progress_expiration"]["N"])
     assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
 
