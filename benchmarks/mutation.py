@@ -152,6 +152,12 @@ _STAGE_CONSTANT = (
     "a promotion's run-once key always holds the stage Production (an A/B end is run once under a record "
     "name of its own), so promotions are keyed alike with or without it"
 )
+_REJECTED_AS_PARTNER = (
+    "these keep the rejected package among the variants' packages; it is no longer Approved, so when it "
+    "comes first (alone, or as the Live variant, which the config lists first) it is passed over to "
+    "rollback_target, which names production's newest deployment: during an A/B test the candidate, the "
+    "partner the exclusion would have found"
+)
 EQUIVALENT: dict[str, str] = {
     "orchestrator.promote.x__prediction__mutmut_7": _CODEC_ALIAS,
     "orchestrator.promote.x__prediction__mutmut_10": _FIRST_LINE,
@@ -186,6 +192,8 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.deploy.x_end_ab_test__mutmut_48": _AB_HAS_CANDIDATE,
     "orchestrator.deploy.x_handle_promotion__mutmut_22": _NOT_FOUND_NAMED,
     "orchestrator.deploy.x_handle_promotion__mutmut_23": _NOT_FOUND_NAMED,
+    "orchestrator.deploy.x_roll_back_rejected__mutmut_49": _REJECTED_AS_PARTNER,
+    "orchestrator.deploy.x_roll_back_rejected__mutmut_51": _REJECTED_AS_PARTNER,
     "orchestrator.deploy.x_handle_promotion__mutmut_24": _NOT_FOUND_NAMED,
     "orchestrator.deploy.x_handle_promotion__mutmut_25": _NOT_FOUND_NAMED,
     "orchestrator.deploy.x_handle_promotion__mutmut_206": _STAGE_CONSTANT,

@@ -1625,3 +1625,28 @@ def test_a_package_whose_run_is_not_found_fails_its_smoke_test_for_want_of_rows(
     assert (result["action"], result["passed"]) == ("smoke-tested", False)
     assert "no held-out rows to test with" in result["failures"]
     assert model.calls == []
+
+
+def test_rejecting_a_package_waiting_for_an_endpoint_that_is_gone_rolls_nothing_back(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    # v1's approval was kept while staging was being created; the endpoint failed and was deleted; then v1
+    # is rejected: the kept decision makes the rejection not moot, and there is no endpoint to roll back
+    from orchestrator.adapters.ledger import Ledger
+
+    _, model = staged
+    v1 = package(cloud, model, 1)
+    Ledger(TABLE).put(
+        f"ENDPOINT#{ENDPOINT}",
+        "PENDING",
+        kind="pending-decision",
+        reason="endpoint is CREATING",
+        package_arn=v1,
+        approval_status="Approved",
+        decided_at="2026-01-01T00:00:00.000+00:00",
+        event_id="an-earlier-approval",
+    )
+    result = lambda_handler(decide(cloud, v1, "Rejected"), context)
+    assert (result["status"], result["action"], result["reason"]) == ("recorded", "none", "not-live")
+    assert ledger(cloud, f"ENDPOINT#{ENDPOINT}", "PENDING") is None  # outdated by the rejection
+    assert not cloud.sagemaker.list_endpoints()["Endpoints"]
