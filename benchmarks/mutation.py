@@ -96,28 +96,12 @@ _HEAD_UNREAD = (
     "the initial value of `head` is read only when superseding is on, and then it has been replaced by "
     "GetBranch's answer"
 )
-_FINGERPRINT_CONSTANT = (
-    "the config fingerprint only has to differ between plans that differ: '' and None stand the same way for "
-    "every plan without data capture"
-)
-_PLAN_PACKAGE_UNREAD = "EndpointDeployment.package is carried with the plan but never read from it"
-_VARIANT_NAMES_ITS_MODEL = (
-    "the configs deploy reads all name their model; for one that did not, '', 'None' and 'XXXX' name no "
-    "model alike, and DescribeModel answers nothing for each"
-)
-_NEVER_EMPTY = "`containers` is never empty: its fallback is a one-element list"
 _KEPT_HAS_PACKAGE = (
     "a kept decision is written with its package_arn (asdict of the Decision), so the default is never used"
 )
-_NOT_AN_ARN = "'' and 'XXXX' both differ from every package ARN they are compared with"
 _CONFIG_ALWAYS_NAMED = (
     "DescribeEndpoint always names the endpoint's config (EndpointConfigName is required in its output, "
     "botocore's sagemaker model), so the default is never used"
-)
-_ANSWER_UNREAD = "deploy_to_endpoint, the only caller, ignores whether anything was deregistered"
-_REJECTED_NOT_LISTED = (
-    "the rejected package is no longer Approved, so the Approved packages listed never include it: how it "
-    "is excluded changes nothing"
 )
 _CODEC_ALIAS = "'UTF-8' and 'utf-8' name the same codec (codecs.lookup ignores case)"
 _FIRST_LINE = "only the first of the lines kept is read (first[0]): keeping two changes nothing"
@@ -133,9 +117,6 @@ _REJECTED_SKIPPED = (
     "the rejected package is no longer Approved: the staging list of Approved packages never holds it, and "
     "production's history skips it when it is described, so how (or whether) it is filtered out first "
     "changes nothing"
-)
-_NO_ENDPOINT_NO_STATUS = (
-    "with no endpoint described there is no status: '', 'None' and 'XXXX' are none of them a busy state"
 )
 _AB_HAS_CANDIDATE = (
     "the A/B record is always written with candidate_package_arn (record_ab), so the default is never used"
@@ -192,6 +173,13 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.deploy.x_end_ab_test__mutmut_48": _AB_HAS_CANDIDATE,
     "orchestrator.deploy.x_handle_promotion__mutmut_22": _NOT_FOUND_NAMED,
     "orchestrator.deploy.x_handle_promotion__mutmut_23": _NOT_FOUND_NAMED,
+    # (named again on the current deploy.py, 2026-12-02: `mutmut show` gives the same mutants as before)
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_6": _CONFIG_ALWAYS_NAMED,
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_8": _CONFIG_ALWAYS_NAMED,
+    "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_12": _CONFIG_ALWAYS_NAMED,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_21": _KEPT_HAS_PACKAGE,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_23": _KEPT_HAS_PACKAGE,
+    "orchestrator.deploy.x_rejection_is_moot__mutmut_26": _KEPT_HAS_PACKAGE,
     "orchestrator.deploy.x_roll_back_rejected__mutmut_49": _REJECTED_AS_PARTNER,
     "orchestrator.deploy.x_roll_back_rejected__mutmut_51": _REJECTED_AS_PARTNER,
     "orchestrator.deploy.x_handle_promotion__mutmut_24": _NOT_FOUND_NAMED,
