@@ -1650,3 +1650,28 @@ def test_rejecting_a_package_waiting_for_an_endpoint_that_is_gone_rolls_nothing_
     assert (result["status"], result["action"], result["reason"]) == ("recorded", "none", "not-live")
     assert ledger(cloud, f"ENDPOINT#{ENDPOINT}", "PENDING") is None  # outdated by the rejection
     assert not cloud.sagemaker.list_endpoints()["Endpoints"]
+
+
+def test_a_refused_promotion_still_carries_out_the_decision_waiting_for_production(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    # v2's promotion was kept while production updated; production is back InService, its event not yet
+    # read; a promotion of v1 (superseded in staging by v2) is refused, and the kept v2 is carried out
+    from tests.unit.fakes import moto_sagemaker
+
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)
+    v2, _ = approved_and_tested(cloud, model, 2, context)
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
+    assert promote(cloud, v2, context)["endpoint"]["action"] == "deferred"
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "InService"
+
+    result = promote(cloud, v1, context)
+
+    assert (result["status"], result["reason"]) == ("refused", "superseded-in-staging")
+    resumed = result["resumed"]
+    assert (resumed["package_arn"], resumed["approval_status"]) == (v2, "Approved")
+    assert resumed["result"]["endpoint_name"] == PRODUCTION
+    assert production_package(cloud) == v2
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "PENDING") is None
