@@ -139,6 +139,10 @@ _REJECTED_AS_PARTNER = (
     "rollback_target, which names production's newest deployment: during an A/B test the candidate, the "
     "partner the exclusion would have found"
 )
+_CONFIG_NAMES_ENDPOINT = (
+    "a config's name begins with its endpoint's (<endpoint>-v<version>-<hash>), and only staging is smoke "
+    "tested, so the config alone keys a smoke test the same way"
+)
 EQUIVALENT: dict[str, str] = {
     "orchestrator.promote.x__prediction__mutmut_7": _CODEC_ALIAS,
     "orchestrator.promote.x__prediction__mutmut_10": _FIRST_LINE,
@@ -173,6 +177,10 @@ EQUIVALENT: dict[str, str] = {
     "orchestrator.deploy.x_end_ab_test__mutmut_48": _AB_HAS_CANDIDATE,
     "orchestrator.deploy.x_handle_promotion__mutmut_22": _NOT_FOUND_NAMED,
     "orchestrator.deploy.x_handle_promotion__mutmut_23": _NOT_FOUND_NAMED,
+    "orchestrator.deploy.x_smoke_test_if_due__mutmut_165": _CONFIG_NAMES_ENDPOINT,
+    "orchestrator.deploy.x_smoke_test_if_due__mutmut_166": _CONFIG_NAMES_ENDPOINT,
+    "orchestrator.deploy.x_smoke_test_if_due__mutmut_169": _CONFIG_NAMES_ENDPOINT,
+    "orchestrator.deploy.x_smoke_test_if_due__mutmut_170": _CONFIG_NAMES_ENDPOINT,
     # (named again on the current deploy.py, 2026-12-02: `mutmut show` gives the same mutants as before)
     "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_6": _CONFIG_ALWAYS_NAMED,
     "orchestrator.deploy.x_release_autoscaling_for_new_instance_type__mutmut_8": _CONFIG_ALWAYS_NAMED,

@@ -1675,3 +1675,22 @@ def test_a_refused_promotion_still_carries_out_the_decision_waiting_for_producti
     assert resumed["result"]["endpoint_name"] == PRODUCTION
     assert production_package(cloud) == v2
     assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "PENDING") is None
+
+
+def test_a_smoke_test_is_run_once_with_this_invocations_deadline(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    # Powertools idempotency with the Lambda context registered: a smoke test that dies with its
+    # invocation is run again by the next InService event after that deadline, not a week later
+    import time
+
+    import boto3
+
+    _, model = staged
+    before_ms = int(time.time() * 1000)
+    _, answer = approved_and_tested(cloud, model, 1, context)
+    assert answer["smoke_test"]["action"] == "smoke-tested"
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    [record] = [item for item in items if "smoke_test_if_due" in item["sk"]["S"]]
+    deadline = int(record["in_progress_expiration"]["N"])
+    assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
