@@ -120,7 +120,11 @@ def _foreign_variants() -> list[tuple[str, str, Any]]:
     ]
 
 
-@pytest.mark.parametrize(("name", "variant", "mutate"), _foreign_variants(), ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    ("name", "variant", "mutate"),
+    _foreign_variants(),
+    ids=lambda v: getattr(v, "__name__", None) if callable(v) else str(v),
+)
 def test_foreign_neighbour_of_a_sample_reaches_no_handler(name: str, variant: str, mutate: Any) -> None:
     # GIVEN a sample event changed in one field to something this stack does not own
     event = load_event(name)
