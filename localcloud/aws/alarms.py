@@ -78,7 +78,17 @@ class AlarmEvaluator:
         self._thread = threading.Thread(target=self._run, name="localcloud-alarms", daemon=True)
 
     def attach(self) -> AlarmEvaluator:
+        self.ensure_attached()
+        self._thread.start()
+        return self
+
+    def ensure_attached(self) -> None:
+        """Wrap the CloudWatch backend's PutMetricData and PutMetricAlarm, unless they are wrapped already.
+        Moto's reset (every `mock_aws` in the same process does one) rebuilds a backend's attributes, so the
+        server calls this before each CloudWatch request."""
         backend = self.aws.backend("cloudwatch")
+        if getattr(backend.put_metric_data, "localcloud_alarms", False):
+            return
         original = backend.put_metric_data
 
         def put_metric_data(namespace: str, metric_data: list[dict[str, Any]]) -> Any:
@@ -87,6 +97,7 @@ class AlarmEvaluator:
             self._work.put((namespace, touched))
             return result
 
+        put_metric_data.localcloud_alarms = True  # type: ignore[attr-defined]
         backend.put_metric_data = put_metric_data
         create_alarm = backend.put_metric_alarm
 
@@ -98,8 +109,6 @@ class AlarmEvaluator:
             return alarm
 
         backend.put_metric_alarm = put_metric_alarm
-        self._thread.start()
-        return self
 
     def close(self) -> None:
         if self._thread.is_alive():

@@ -185,6 +185,8 @@ class _Middleware:
         if path.startswith(INTERNAL_PREFIX):
             return self._internal(path[len(INTERNAL_PREFIX) :], body, start_response)
         info = decode_request(environ, body, self.aws.region)
+        if info.service in ("monitoring", "cloudwatch"):  # CloudWatch signs as "monitoring"
+            self.aws.alarms.ensure_attached()
         fault = self.aws.faults.api_fault(info) if self.aws.faults is not None else None
         if fault is not None:
             reply = render_error(info, fault)

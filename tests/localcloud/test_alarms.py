@@ -151,3 +151,18 @@ def test_another_namespace_leaves_the_alarm_alone(
     put(client, f"{namespace}-other", 5.0)
     assert embedded_aws.wait_for_events()
     assert state(client, name) == "INSUFFICIENT_DATA" and changes(events, name) == []
+
+
+def test_alarms_are_still_evaluated_after_motos_backends_are_reset(
+    embedded_aws: EmbeddedAws,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    events: EventRecorder,
+) -> None:
+    # a `mock_aws` elsewhere in the process resets moto's backends, which drops the evaluator's hooks
+    embedded_aws.backend("cloudwatch").reset()
+    name, namespace = drift_alarm(client, unique)
+    assert state(client, name) == "INSUFFICIENT_DATA"
+    put(client, namespace, 2.0)
+    embedded_aws.wait_for_events()
+    assert state(client, name) == "ALARM"
