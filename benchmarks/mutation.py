@@ -146,10 +146,11 @@ _CONFIG_NAMES_ENDPOINT = (
 EQUIVALENT: dict[str, str] = {
     "orchestrator.promote.x__prediction__mutmut_7": _CODEC_ALIAS,
     "orchestrator.promote.x__prediction__mutmut_10": _FIRST_LINE,
-    "orchestrator.promote.x_held_out_rows__mutmut_59": _CODEC_ALIAS,
-    "orchestrator.promote.x_held_out_rows__mutmut_36": _SIZE_ALWAYS_LISTED,
-    "orchestrator.promote.x_held_out_rows__mutmut_38": _SIZE_ALWAYS_LISTED,
-    "orchestrator.promote.x_held_out_rows__mutmut_42": _SIZE_ALWAYS_LISTED,
+    # held_out_rows changed on 2026-12-02 (rows spread over the split): renumbered, checked with mutmut show
+    "orchestrator.promote.x_held_out_rows__mutmut_62": _CODEC_ALIAS,
+    "orchestrator.promote.x_held_out_rows__mutmut_22": _SIZE_ALWAYS_LISTED,
+    "orchestrator.promote.x_held_out_rows__mutmut_24": _SIZE_ALWAYS_LISTED,
+    "orchestrator.promote.x_held_out_rows__mutmut_28": _SIZE_ALWAYS_LISTED,
     "orchestrator.promote.x_held_out_uri__mutmut_45": _ONE_SLASH,
     "orchestrator.promote.x_held_out_uri__mutmut_46": _ONE_SLASH,
     "orchestrator.promote.x_held_out_uri__mutmut_48": _ONE_SLASH,
