@@ -1071,6 +1071,45 @@ def test_production_rolls_back_to_the_newest_package_it_served_before_not_the_ol
     assert production_package(cloud) == v2  # the newest before v3, of two candidates
 
 
+# --- helpers of the word-for-word tests below ---------------------------------------------------------
+def describe_without_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """DescribeModelPackage answers without LastModifiedTime (optional in its output, botocore's model)."""
+    from orchestrator.adapters.sagemaker import SageMakerAdapter
+
+    describe = SageMakerAdapter.describe_model_package
+
+    def without_time(self: Any, arn: str) -> Any:
+        found = describe(self, arn)
+        return None if found is None else {k: v for k, v in found.items() if k != "LastModifiedTime"}
+
+    monkeypatch.setattr(SageMakerAdapter, "describe_model_package", without_time)
+
+
+def lease_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
+    """Every (pk, owner, seconds) a lease is asked for, from now on."""
+    from orchestrator.adapters.ledger import Ledger
+
+    acquire = Ledger.acquire_lease
+    leases: list[tuple[str, str, int]] = []
+
+    def spy(self: Any, pk: str, owner: str, seconds: int) -> bool:
+        leases.append((pk, owner, seconds))
+        return bool(acquire(self, pk, owner, seconds))
+
+    monkeypatch.setattr(Ledger, "acquire_lease", spy)
+    return leases
+
+
+def run_once_deadline(operation: str) -> int:
+    """The in-progress expiry (ms) of the one idempotency record of `operation` (Powertools records it from
+    the registered Lambda context: "Lambda timeouts")."""
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    [record] = [item for item in items if operation in item["sk"]["S"]]
+    return int(record["in_progress_expiration"]["N"])
+
+
 # --- ending an A/B test: the decision it records, and what it is run once for -----------------------------
 def test_an_ab_end_records_its_decision_and_the_deployment_decided_at_the_packages_time(
     cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
@@ -1104,17 +1143,9 @@ def test_an_ab_end_without_the_packages_time_is_decided_at_the_events_time(
     cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # LastModifiedTime is optional in DescribeModelPackage's output (botocore's sagemaker service model)
-    from orchestrator.adapters.sagemaker import SageMakerAdapter
-
     _, model = ab
     _, v2 = in_ab_test(cloud, model, context)
-    describe = SageMakerAdapter.describe_model_package
-
-    def without_time(self: Any, arn: str) -> Any:
-        found = describe(self, arn)
-        return None if found is None else {k: v for k, v in found.items() if k != "LastModifiedTime"}
-
-    monkeypatch.setattr(SageMakerAdapter, "describe_model_package", without_time)
+    describe_without_time(monkeypatch)
     event = set_stage(cloud, v2, "Production", "Promoted")
     event["time"] = "2030-01-01T10:11:12Z"  # later than the decision that started the test
     assert lambda_handler(event, context)["status"] == "ab-promoted"
@@ -1125,18 +1156,9 @@ def test_an_ab_end_without_the_packages_time_is_decided_at_the_events_time(
 def test_an_ab_end_holds_production_as_this_invocation_for_the_time_it_has_left(
     cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from orchestrator.adapters.ledger import Ledger
-
     _, model = ab
     _, v2 = in_ab_test(cloud, model, context)
-    acquire = Ledger.acquire_lease
-    leases: list[tuple[str, str, int]] = []
-
-    def spy(self: Any, pk: str, owner: str, seconds: int) -> bool:
-        leases.append((pk, owner, seconds))
-        return bool(acquire(self, pk, owner, seconds))
-
-    monkeypatch.setattr(Ledger, "acquire_lease", spy)
+    leases = lease_spy(monkeypatch)
     assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
     # the context's request id, and its 60 s left (not LEASE_SECONDS, 330)
     assert (f"ENDPOINT#{PRODUCTION}", context.aws_request_id, 60) in leases
@@ -1149,15 +1171,11 @@ def test_an_ab_end_is_run_once_with_this_invocations_deadline(
     # invocation's deadline, so a redelivery after a timeout runs it again ("Lambda timeouts")
     import time
 
-    import boto3
-
     _, model = ab
     _, v2 = in_ab_test(cloud, model, context)
     before_ms = int(time.time() * 1000)
     assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
-    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    [record] = [item for item in items if "end_ab_test" in item["sk"]["S"]]
-    deadline = int(record["in_progress_expiration"]["N"])
+    deadline = run_once_deadline("end_ab_test")
     assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
 
 
@@ -1432,17 +1450,9 @@ def test_a_promotion_without_the_packages_time_is_decided_at_the_events_time(
     cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # LastModifiedTime is optional in DescribeModelPackage's output (botocore's sagemaker service model)
-    from orchestrator.adapters.sagemaker import SageMakerAdapter
-
     _, model = staged
     v1, _ = approved_and_tested(cloud, model, 1, context)
-    describe = SageMakerAdapter.describe_model_package
-
-    def without_time(self: Any, arn: str) -> Any:
-        found = describe(self, arn)
-        return None if found is None else {k: v for k, v in found.items() if k != "LastModifiedTime"}
-
-    monkeypatch.setattr(SageMakerAdapter, "describe_model_package", without_time)
+    describe_without_time(monkeypatch)
     event = set_stage(cloud, v1, "Production", "Approved")
     event["time"] = "2030-01-01T10:11:12Z"
     assert lambda_handler(event, context)["status"] == "promoted"
@@ -1457,26 +1467,13 @@ def test_a_promotion_holds_production_as_this_invocation_and_runs_once_with_its_
 ) -> None:
     import time
 
-    import boto3
-
-    from orchestrator.adapters.ledger import Ledger
-
     _, model = staged
     v1, _ = approved_and_tested(cloud, model, 1, context)
-    acquire = Ledger.acquire_lease
-    leases: list[tuple[str, str, int]] = []
-
-    def spy(self: Any, pk: str, owner: str, seconds: int) -> bool:
-        leases.append((pk, owner, seconds))
-        return bool(acquire(self, pk, owner, seconds))
-
-    monkeypatch.setattr(Ledger, "acquire_lease", spy)
+    leases = lease_spy(monkeypatch)
     before_ms = int(time.time() * 1000)
     assert promote(cloud, v1, context)["status"] == "promoted"
     assert (f"ENDPOINT#{PRODUCTION}", context.aws_request_id, 60) in leases
-    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    [record] = [item for item in items if "handle_promotion" in item["sk"]["S"]]
-    deadline = int(record["in_progress_expiration"]["N"])
+    deadline = run_once_deadline("handle_promotion")
     assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
 
 
@@ -1684,13 +1681,9 @@ def test_a_smoke_test_is_run_once_with_this_invocations_deadline(
     # invocation is run again by the next InService event after that deadline, not a week later
     import time
 
-    import boto3
-
     _, model = staged
     before_ms = int(time.time() * 1000)
     _, answer = approved_and_tested(cloud, model, 1, context)
     assert answer["smoke_test"]["action"] == "smoke-tested"
-    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    [record] = [item for item in items if "smoke_test_if_due" in item["sk"]["S"]]
-    deadline = int(record["in_progress_expiration"]["N"])
+    deadline = run_once_deadline("smoke_test_if_due")
     assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
