@@ -482,12 +482,23 @@ def test_production_refuses_a_package_that_did_not_earn_it(
     assert any(reason in n["Subject"] for n in cloud.notifications())
 
 
+@pytest.mark.parametrize("one_instant", [False, True])
 def test_the_package_staging_serves_now_may_be_promoted_after_the_one_it_replaced_was_refused(
-    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+    cloud: Cloud,
+    context: Any,
+    staged: tuple[LifeCycles, Model],
+    monkeypatch: pytest.MonkeyPatch,
+    one_instant: bool,
 ) -> None:
+    from orchestrator import deploy
+
     _, model = staged
     v1, _ = approved_and_tested(cloud, model, 1, context)
     v2, _ = approved_and_tested(cloud, model, 2, context)
+    if one_instant:  # run once per package: another package promoted at the same instant is its own decision
+        monkeypatch.setattr(
+            deploy, "decided_at", lambda description, fallback: "2030-01-01T00:00:00.000+00:00"
+        )
     assert promote(cloud, v1, context)["reason"] == "superseded-in-staging"
     assert promote(cloud, v2, context)["status"] == "promoted"
     assert production_package(cloud) == v2
@@ -1015,17 +1026,27 @@ def test_an_ab_end_while_production_is_held_or_updating_is_refused_and_releases_
     # another invocation holds production
     assert Ledger(TABLE).acquire_lease(pk, "another-invocation", 300)
     held = end_test(cloud, v2, "Promoted", context)
-    assert (held["status"], held["reason"]) == (
+    assert (held["status"], held["reason"], held["package_arn"]) == (
         "refused",
         "production-busy",
+        v2,
     ) and "endpoint_status" not in held
     Ledger(TABLE).release_lease(pk, "another-invocation")
     # production is updating
     moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
     updating = end_test(cloud, v2, "RolledBack", context)
-    assert (updating["reason"], updating["endpoint_status"]) == ("production-busy", "UPDATING")
+    assert (updating["reason"], updating["endpoint_status"], updating["package_arn"]) == (
+        "production-busy",
+        "UPDATING",
+        v2,
+    )
     assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
     assert Ledger(TABLE).acquire_lease(pk, "someone-else", 60)  # the refused invocation let go
+    Ledger(TABLE).release_lease(pk, "someone-else")
+    # a refusal is not kept for later: the same command, set again (a new LastModifiedTime), is carried out
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "InService"
+    assert end_test(cloud, v2, "RolledBack", context)["status"] == "ab-rolled-back"
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
 
 
 def test_an_ab_end_older_than_the_last_decision_is_superseded(
@@ -1100,14 +1121,42 @@ def lease_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
     return leases
 
 
-def run_once_deadline(operation: str) -> int:
-    """The in-progress expiry (ms) of the one idempotency record of `operation` (Powertools records it from
-    the registered Lambda context: "Lambda timeouts")."""
+def assert_run_once_until_the_deadline(operation: str, since_ms: int) -> None:
+    """The one idempotency record of `operation` expires in progress at the invocation's deadline (the test
+    context has 60 s left): Powertools records it from the registered Lambda context ("Lambda timeouts"),
+    so a redelivery after a timeout runs the work again."""
+    import time
+
     import boto3
 
     items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
     [record] = [item for item in items if operation in item["sk"]["S"]]
-    return int(record["in_progress_expiration"]["N"])
+    deadline = int(record["in_progress_expiration"]["N"])
+    assert since_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
+
+
+def decided_at_of(cloud: Cloud, arn: str) -> str:
+    """The package's LastModifiedTime as the handler records a decision's time (UTC, milliseconds)."""
+    modified = cloud.sagemaker.describe_model_package(ModelPackageName=arn)["LastModifiedTime"]
+    return str(modified.astimezone(UTC).isoformat(timespec="milliseconds"))
+
+
+def assert_decided(cloud: Cloud, arn: str, at: str, event_id: str, served: str, reason: str) -> None:
+    """Production's last decision is `arn`'s, word for word, and its deployment of `served` carries its
+    time."""
+    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
+    assert last is not None
+    assert {k: last[k] for k in ("kind", "package_arn", "approval_status", "decided_at", "event_id")} == {
+        "kind": "last-decision",
+        "package_arn": arn,
+        "approval_status": "Approved",
+        "decided_at": at,
+        "event_id": event_id,
+    }
+    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    deployment = ledger(cloud, f"ENDPOINT#{PRODUCTION}", f"CONFIG#{config}")
+    assert deployment is not None
+    assert (deployment["package_arn"], deployment["reason"], deployment["decided_at"]) == (served, reason, at)
 
 
 # --- ending an A/B test: the decision it records, and what it is run once for -----------------------------
@@ -1117,26 +1166,9 @@ def test_an_ab_end_records_its_decision_and_the_deployment_decided_at_the_packag
     _, model = ab
     v1, v2 = in_ab_test(cloud, model, context)
     event = set_stage(cloud, v2, "Production", "RolledBack", "the candidate is slower")
-    modified = cloud.sagemaker.describe_model_package(ModelPackageName=v2)["LastModifiedTime"]
+    at = decided_at_of(cloud, v2)
     assert lambda_handler(event, context)["status"] == "ab-rolled-back"
-    at = modified.astimezone(UTC).isoformat(timespec="milliseconds")
-    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
-    assert last is not None
-    assert {k: last[k] for k in ("kind", "package_arn", "approval_status", "decided_at", "event_id")} == {
-        "kind": "last-decision",
-        "package_arn": v2,
-        "approval_status": "Approved",
-        "decided_at": at,
-        "event_id": event["id"],
-    }
-    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
-    deployment = ledger(cloud, f"ENDPOINT#{PRODUCTION}", f"CONFIG#{config}")
-    assert deployment is not None
-    assert (deployment["package_arn"], deployment["reason"], deployment["decided_at"]) == (
-        v1,
-        "ab-rolled-back",
-        at,
-    )
+    assert_decided(cloud, v2, at, event["id"], served=v1, reason="ab-rolled-back")
 
 
 def test_an_ab_end_without_the_packages_time_is_decided_at_the_events_time(
@@ -1175,8 +1207,7 @@ def test_an_ab_end_is_run_once_with_this_invocations_deadline(
     _, v2 = in_ab_test(cloud, model, context)
     before_ms = int(time.time() * 1000)
     assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
-    deadline = run_once_deadline("end_ab_test")
-    assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
+    assert_run_once_until_the_deadline("end_ab_test", before_ms)
 
 
 def test_a_command_with_no_ab_test_running_is_refused_naming_no_candidate(
@@ -1194,32 +1225,6 @@ def test_a_command_with_no_ab_test_running_is_refused_naming_no_candidate(
     }
     [line] = logged(caplog, "promotion refused")
     assert (line["package_arn"], line["reason"]) == (v1, "not-the-ab-candidate")
-
-
-def test_an_ab_end_refused_while_production_is_busy_names_the_package_and_runs_when_asked_again(
-    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
-) -> None:
-    # a refusal is not kept for later: the same command, set again (a new LastModifiedTime), is carried out
-    from orchestrator.adapters.ledger import Ledger
-    from tests.unit.fakes import moto_sagemaker
-
-    _, model = ab
-    _v1, v2 = in_ab_test(cloud, model, context)
-    pk = f"ENDPOINT#{PRODUCTION}"
-    assert Ledger(TABLE).acquire_lease(pk, "another-invocation", 300)
-    held = end_test(cloud, v2, "Promoted", context)
-    assert (held["reason"], held["package_arn"]) == ("production-busy", v2)
-    Ledger(TABLE).release_lease(pk, "another-invocation")
-    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
-    updating = end_test(cloud, v2, "Promoted", context)
-    assert (updating["reason"], updating["endpoint_status"], updating["package_arn"]) == (
-        "production-busy",
-        "UPDATING",
-        v2,
-    )
-    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "InService"
-    assert end_test(cloud, v2, "Promoted", context)["status"] == "ab-promoted"
-    assert production_variants(cloud) == {"AllTraffic": (v2, 1.0)}
 
 
 def test_an_ab_end_when_production_is_gone_is_refused_with_no_status(
@@ -1402,9 +1407,8 @@ def test_a_promotion_is_recorded_logged_and_counted_word_for_word(
     v1, _ = approved_and_tested(cloud, model, 1, context)
     tested = cloud.sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     event = set_stage(cloud, v1, "Production", "Approved", "numbers look right")
-    described = cloud.sagemaker.describe_model_package(ModelPackageName=v1)
-    at = described["LastModifiedTime"].astimezone(UTC).isoformat(timespec="milliseconds")
-    by = described["LastModifiedBy"]["UserProfileName"]
+    at = decided_at_of(cloud, v1)
+    by = cloud.sagemaker.describe_model_package(ModelPackageName=v1)["LastModifiedBy"]["UserProfileName"]
     capsys.readouterr()
 
     result = lambda_handler(event, context)
@@ -1423,19 +1427,7 @@ def test_a_promotion_is_recorded_logged_and_counted_word_for_word(
         "tested_config": tested,
         "event_id": event["id"],
     }
-    last = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "LAST_DECISION")
-    assert last is not None
-    assert {k: last[k] for k in ("kind", "package_arn", "approval_status", "decided_at", "event_id")} == {
-        "kind": "last-decision",
-        "package_arn": v1,
-        "approval_status": "Approved",
-        "decided_at": at,
-        "event_id": event["id"],
-    }
-    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
-    deployment = ledger(cloud, f"ENDPOINT#{PRODUCTION}", f"CONFIG#{config}")
-    assert deployment is not None
-    assert (deployment["package_arn"], deployment["reason"], deployment["decided_at"]) == (v1, "promoted", at)
+    assert_decided(cloud, v1, at, event["id"], served=v1, reason="promoted")
     [line] = logged(caplog, "promotion to production accepted", "INFO")
     assert {k: line[k] for k in ("package_arn", "promoted_by", "promoted_at", "endpoint_name")} == {
         "package_arn": v1,
@@ -1473,40 +1465,7 @@ def test_a_promotion_holds_production_as_this_invocation_and_runs_once_with_its_
     before_ms = int(time.time() * 1000)
     assert promote(cloud, v1, context)["status"] == "promoted"
     assert (f"ENDPOINT#{PRODUCTION}", context.aws_request_id, 60) in leases
-    deadline = run_once_deadline("handle_promotion")
-    assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
-
-
-def test_two_packages_promoted_at_one_instant_are_two_decisions(
-    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from orchestrator import deploy
-
-    _, model = staged
-    v1, _ = approved_and_tested(cloud, model, 1, context)
-    v2, _ = approved_and_tested(cloud, model, 2, context)
-    monkeypatch.setattr(deploy, "decided_at", lambda description, fallback: "2030-01-01T00:00:00.000+00:00")
-    assert promote(cloud, v1, context)["reason"] == "superseded-in-staging"
-    assert promote(cloud, v2, context)["status"] == "promoted"
-    assert production_package(cloud) == v2
-
-
-def test_a_promotion_deferred_while_production_updates_waits_for_its_event(
-    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
-) -> None:
-    from tests.unit.fakes import moto_sagemaker
-
-    _, model = staged
-    v1, _ = approved_and_tested(cloud, model, 1, context)
-    promote(cloud, v1, context)
-    v2, _ = approved_and_tested(cloud, model, 2, context)
-    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
-    result = promote(cloud, v2, context)
-    assert (result["status"], result["endpoint"]["action"]) == ("promoted", "deferred")
-    assert "resumed" not in result  # it is the decision waiting: it is not resumed while production updates
-    pending = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "PENDING")
-    assert pending is not None and pending["package_arn"] == v2
-    assert production_package(cloud) == v1
+    assert_run_once_until_the_deadline("handle_promotion", before_ms)
 
 
 def test_a_stage_change_that_is_not_a_promotion_is_ignored_saying_what_it_was(
@@ -1649,7 +1608,7 @@ def test_rejecting_a_package_waiting_for_an_endpoint_that_is_gone_rolls_nothing_
     assert not cloud.sagemaker.list_endpoints()["Endpoints"]
 
 
-def test_a_refused_promotion_still_carries_out_the_decision_waiting_for_production(
+def test_a_promotion_deferred_while_production_updates_waits_and_a_refused_one_carries_it_out(
     cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
 ) -> None:
     # v2's promotion was kept while production updated; production is back InService, its event not yet
@@ -1661,7 +1620,12 @@ def test_a_refused_promotion_still_carries_out_the_decision_waiting_for_producti
     promote(cloud, v1, context)
     v2, _ = approved_and_tested(cloud, model, 2, context)
     moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
-    assert promote(cloud, v2, context)["endpoint"]["action"] == "deferred"
+    deferred = promote(cloud, v2, context)
+    assert (deferred["status"], deferred["endpoint"]["action"]) == ("promoted", "deferred")
+    assert "resumed" not in deferred  # it is the decision waiting: not resumed while production updates
+    pending = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "PENDING")
+    assert pending is not None and pending["package_arn"] == v2
+    assert production_package(cloud) == v1
     moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "InService"
 
     result = promote(cloud, v1, context)
@@ -1685,5 +1649,4 @@ def test_a_smoke_test_is_run_once_with_this_invocations_deadline(
     before_ms = int(time.time() * 1000)
     _, answer = approved_and_tested(cloud, model, 1, context)
     assert answer["smoke_test"]["action"] == "smoke-tested"
-    deadline = run_once_deadline("smoke_test_if_due")
-    assert before_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
+    assert_run_once_until_the_deadline("smoke_test_if_due", before_ms)
