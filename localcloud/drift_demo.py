@@ -75,7 +75,23 @@ def drift_retraining(cloud: LocalCloud, timeout: float = 60.0) -> dict[str, Any]
             if values.get("DataVersion", "").startswith("drift:"):
                 return {"execution_arn": arn, "data_version": values["DataVersion"]}
         time.sleep(0.25)
-    raise DemoFailure(f"no retraining run started within {timeout:.0f}s of the drift alarm")
+    raise DemoFailure(
+        f"no retraining run started within {timeout:.0f}s of the drift alarm; {alarm_handling(cloud)}"
+    )
+
+
+def alarm_handling(cloud: LocalCloud, log_lines: int = 12) -> str:
+    """What became of the alarm's state changes: each invocation they caused (result or error), and the
+    end of the start-pipeline function's log, so that a failed run says why."""
+    router = cloud.router
+    if router is None:
+        return "the event router is not running"
+    invocations = [
+        i.as_dict() for i in list(router.invocations) if i.detail_type == "CloudWatch Alarm State Change"
+    ]
+    log = cloud.workdir / "logs" / "lambda" / "StartPipelineFunction.log"
+    tail = log.read_text(errors="replace").splitlines()[-log_lines:] if log.exists() else []
+    return json.dumps({"alarm_invocations": invocations, "start_pipeline_log": tail}, default=str)
 
 
 def run_drift_demo(cloud: LocalCloud, data: Path, training_code: Path, rows: int = 40) -> dict[str, Any]:

@@ -4,6 +4,7 @@ TensorFlow once, running under the container contract in its own `<workdir>/jobs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import multiprocessing.forkserver
@@ -13,6 +14,7 @@ import shutil
 import sys
 import tarfile
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.runtime.algorithms import builtin_training
-from localcloud.runtime.quiet_start import LOG_ENV
+from localcloud.runtime.quiet_start import LOG_ENV, fork_server_log_value
 from localcloud.runtime.s3io import S3Location, download, extract_archive, list_keys, upload_tree
 from localcloud.runtime.worker import PRELOAD_MODULES, ChildSpec, JobProcess, run_child
 
@@ -91,12 +93,16 @@ class JobRunner:
         """
         with self._warm_lock:
             if not self._warm:
-                # the fork server inherits this environment when it starts: TensorFlow's start-up lines
-                # (oneDNN, CPU features, CUDA probing) stay out of the user's terminal unless asked for
-                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                 self.workdir.mkdir(parents=True, exist_ok=True)
-                os.environ[LOG_ENV] = str(self.workdir / "fork-server.log")
                 self._context.set_forkserver_preload(list(PRELOAD_MODULES))
+                # The fork server inherits this environment when it starts: TensorFlow's start-up lines
+                # (oneDNN, CPU features, CUDA probing) stay out of the user's terminal unless asked for.
+                os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                # The log's name only while it starts: a process this one runs later (a test's `python -m
+                # localcloud demo`) would otherwise send all its own output to this log (quiet_start).
+                log_value = fork_server_log_value(self.workdir / "fork-server.log")
+                with _environment({LOG_ENV: log_value}):
+                    multiprocessing.forkserver.ensure_running()
                 self._warm = True
         if wait:
             self._ping()
@@ -474,6 +480,21 @@ def _noop() -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in os.environ for the block only; what was there before is put back."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _base_env() -> dict[str, str]:

@@ -16,7 +16,23 @@ from types import ModuleType
 
 LOG_ENV = "LOCALCLOUD_FORK_SERVER_LOG"
 
-_path = os.environ.pop(LOG_ENV, None)
+
+def fork_server_log_value(log_path: Path) -> str:
+    """The value of LOG_ENV for a fork server this process starts: the log, and this process's id."""
+    return f"{os.getpid()}:{log_path}"
+
+
+def fork_server_log(value: str | None, parent_pid: int) -> str | None:
+    """The log this process's output goes to: only a direct child of the process that named it is its
+    fork server. Any other process that inherited the variable (a grandchild, or a program started later
+    by someone who copied the environment) keeps its own stdout and stderr."""
+    pid, separator, path = (value or "").partition(":")
+    if not separator or not path or not pid.isdigit() or int(pid) != parent_pid:
+        return None
+    return path
+
+
+_path = fork_server_log(os.environ.pop(LOG_ENV, None), os.getppid())
 if _path:
     _fd = os.open(_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(_fd, 1)

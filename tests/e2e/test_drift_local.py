@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.cloud import LocalCloud
-from localcloud.drift_demo import run_drift_demo
+from localcloud.drift_demo import alarm_handling, run_drift_demo
 from tests.clouds import module_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,3 +64,10 @@ def test_shifted_requests_are_reported_raise_the_alarm_and_retrain_once(cloud: L
     cloud.aws.wait_for_events()
     executions = cloud.client("sagemaker").list_pipeline_executions(PipelineName=cloud.env["PIPELINE_NAME"])
     assert len(executions["PipelineExecutionSummaries"]) == 2  # the push's run and the retraining
+    # what a failed wait would report: each state change's invocation, and the function's log
+    handling = json.loads(alarm_handling(cloud))
+    outcomes = [(i["error"], i["result"]["status"]) for i in handling["alarm_invocations"]]
+    assert outcomes.count((None, "started")) == 1 and all(error is None for error, _ in outcomes), outcomes
+    [started] = [i for i in handling["alarm_invocations"] if i["result"]["status"] == "started"]
+    assert started["result"]["execution_arn"] == retraining["execution_arn"]
+    assert any("retraining started" in line for line in handling["start_pipeline_log"])

@@ -6,6 +6,8 @@ import io
 import json
 import os
 import pickle
+import subprocess
+import sys
 import tarfile
 import textwrap
 import threading
@@ -20,6 +22,7 @@ import xgboost
 from moto import mock_aws
 
 from localcloud.runtime import JobRunner, parse_metrics
+from localcloud.runtime.quiet_start import LOG_ENV, fork_server_log, fork_server_log_value
 
 BUCKET = "artifacts"
 
@@ -761,3 +764,42 @@ def test_a_requirement_the_environment_lacks_fails_the_job_and_installs_nothing(
     log = result.log_path.read_text()
     assert "Missing: no-such-package-for-the-corpus==1.0 (not installed)" in log
     assert keys_under(s3, "runproc-missing/out") == []
+
+
+QUIET_CHILD = "import localcloud.runtime.quiet_start; print('my own output', flush=True)"
+
+
+def run_quiet_child(env: dict[str, str]) -> str:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", QUIET_CHILD],
+        env={**env, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_after_warm_up_a_program_this_process_starts_keeps_its_own_output(runner: JobRunner, tmp_path: Path):
+    # GIVEN a warmed-up runner (its fork server got the log's name when it started)
+    # THEN the name is not left in this process's environment
+    assert LOG_ENV not in os.environ
+    # and a program started afterwards with this environment (a test's `python -m localcloud demo`)
+    # prints to its own stdout, not to the fork server's log
+    assert run_quiet_child(dict(os.environ)) == "my own output\n"
+
+
+def test_only_the_direct_child_of_the_process_that_named_the_log_writes_to_it(tmp_path: Path):
+    log = tmp_path / "fork-server.log"
+    # GIVEN the value this process gives the fork server it starts: the child writes to the log
+    assert run_quiet_child({**os.environ, LOG_ENV: fork_server_log_value(log)}) == ""
+    assert "my own output" in log.read_text()
+    # WHEN the value names another process (the near miss: the pid next to this one's), or is malformed
+    for value in (f"{os.getpid() + 1}:{log}", str(log), f"{os.getpid()}:", f"x{os.getpid()}:{log}"):
+        # THEN the child keeps its own output
+        assert run_quiet_child({**os.environ, LOG_ENV: value}) == "my own output\n", value
+    assert fork_server_log(f"{os.getpid()}:{log}", os.getpid()) == str(log)
+    assert fork_server_log(f"{os.getpid()}:{log}", os.getpid() + 1) is None
+    assert fork_server_log(None, os.getpid()) is None
