@@ -83,13 +83,16 @@ class AlarmEvaluator:
         return self
 
     def ensure_attached(self) -> None:
-        """Wrap the CloudWatch backend's PutMetricData and PutMetricAlarm, unless they are wrapped already.
-        Moto's reset (every `mock_aws` in the same process does one) rebuilds a backend's attributes, so the
-        server calls this before each CloudWatch request."""
+        """Wrap the CloudWatch backend's PutMetricData and PutMetricAlarm, unless this evaluator has already.
+        Moto's reset (every `mock_aws` in the same process does one) rebuilds a backend's attributes, and a
+        second embedded AWS in the process (a test's LocalCloud beside the session's server) serves the same
+        backends; so the server calls this before each CloudWatch request, and the evaluator of the server
+        that received the data evaluates it and puts the change on that server's bus."""
         backend = self.aws.backend("cloudwatch")
-        if getattr(backend.put_metric_data, "localcloud_alarms", False):
+        if getattr(backend.put_metric_data, "localcloud_alarms", None) is self:
             return
-        original = backend.put_metric_data
+        # another evaluator's wrappers are replaced, not wrapped: each datum is evaluated once
+        original = getattr(backend.put_metric_data, "localcloud_original", backend.put_metric_data)
 
         def put_metric_data(namespace: str, metric_data: list[dict[str, Any]]) -> Any:
             result = original(namespace, metric_data)
@@ -97,9 +100,10 @@ class AlarmEvaluator:
             self._work.put((namespace, touched))
             return result
 
-        put_metric_data.localcloud_alarms = True  # type: ignore[attr-defined]
+        put_metric_data.localcloud_alarms = self  # type: ignore[attr-defined]
+        put_metric_data.localcloud_original = original  # type: ignore[attr-defined]
         backend.put_metric_data = put_metric_data
-        create_alarm = backend.put_metric_alarm
+        create_alarm = getattr(backend.put_metric_alarm, "localcloud_original", backend.put_metric_alarm)
 
         def put_metric_alarm(name: str, *args: Any, **kwargs: Any) -> Any:
             new = name not in backend.alarms
@@ -108,6 +112,7 @@ class AlarmEvaluator:
                 alarm.state_value = "INSUFFICIENT_DATA"
             return alarm
 
+        put_metric_alarm.localcloud_original = create_alarm  # type: ignore[attr-defined]
         backend.put_metric_alarm = put_metric_alarm
 
     def close(self) -> None:

@@ -166,3 +166,34 @@ def test_alarms_are_still_evaluated_after_motos_backends_are_reset(
     put(client, namespace, 2.0)
     embedded_aws.wait_for_events()
     assert state(client, name) == "ALARM"
+
+
+def test_an_alarm_changes_state_on_the_bus_of_the_server_that_received_its_data(
+    embedded_aws: EmbeddedAws,
+    client: Callable[[str], Any],
+    unique: Callable[[str], str],
+    events: EventRecorder,
+    aws_session: Any,
+) -> None:
+    # GIVEN a second embedded AWS in this process, as a test's LocalCloud starts while the session's one
+    # runs: both serve moto's process-wide backends, and the first one's evaluator has its hooks in place
+    name, namespace = drift_alarm(client, unique)
+    with EmbeddedAws() as second:
+        other = EventRecorder(second)
+        cloudwatch = aws_session.client("cloudwatch", endpoint_url=second.endpoint_url)
+        # WHEN the metric's breaching data reaches the second server
+        cloudwatch.put_metric_data(
+            Namespace=namespace,
+            MetricData=[{"MetricName": "DriftedFeatures", "Value": 2.0, "Timestamp": datetime.now(UTC)}],
+        )
+        # THEN the change of state is on the second server's bus (its functions retrain), not the first's
+        assert second.wait_for_events()
+        assert [e["detail"]["state"]["value"] for e in changes(other, name)] == ["ALARM"]
+        assert changes(events, name) == []
+        other.unsubscribe()
+    # and the first server, receiving data again, evaluates it on its own bus
+    first, first_namespace = drift_alarm(client, unique)
+    put(client, first_namespace, 3.0)
+    assert embedded_aws.wait_for_events()
+    assert [e["detail"]["state"]["value"] for e in changes(events, first)] == ["ALARM"]
+    assert state(client, first) == "ALARM"

@@ -534,6 +534,38 @@ def test_a_canary_update_splits_traffic_then_switches_to_the_new_fleet(cloud: Cl
     assert cloud.endpoint_statuses(endpoint) == ["CREATING", "IN_SERVICE", "UPDATING", "IN_SERVICE"]
 
 
+def test_invocation_metrics_are_evaluated_by_the_alarms_of_the_server_that_served_them(cloud: Cloud):
+    # GIVEN an endpoint, and an alarm on its variant's invocations that is OK
+    endpoint, *_ = deployed_pair(cloud)
+    alarm = unique("invoked")
+    cloud.cloudwatch.put_metric_alarm(
+        AlarmName=alarm,
+        Namespace="AWS/SageMaker",
+        MetricName="Invocations",
+        Dimensions=[
+            {"Name": "EndpointName", "Value": endpoint},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ],
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    cloud.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    # and another embedded AWS of this process has since taken the CloudWatch backend's hooks
+    with EmbeddedAws() as other:
+        other.alarms.ensure_attached()
+
+    # WHEN the endpoint serves a request (its metrics go to the backend, not through the API)
+    cloud.predict(endpoint)
+    cloud.hosting.wait_idle(30)
+
+    # THEN this server's evaluator judged them: the alarm is in ALARM
+    assert cloud.aws.wait_for_events()
+    assert cloud.aws.backend("cloudwatch").alarms[alarm].state_value == "ALARM"
+
+
 def test_an_alarm_during_baking_rolls_the_update_back(cloud: Cloud):
     # GIVEN an endpoint, a rollback alarm that is OK, and a canary update under way
     endpoint, old_config, new_config, old_value, new_value = deployed_pair(cloud)

@@ -251,6 +251,7 @@ class EndpointApis(SageMakerFamily):
             ("ModelLatency", round(model_seconds * 1_000_000, 1), "Microseconds"),
             ("OverheadLatency", 0.0, "Microseconds"),
         ]
+        self.aws.alarms.ensure_attached()  # these bypass the API, whose requests re-attach the evaluator
         self.aws.backend("cloudwatch").put_metric_data(
             "AWS/SageMaker",
             # no Timestamp: moto stamps each datum with its own (naive UTC) clock, which its queries expect
