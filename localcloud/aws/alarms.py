@@ -7,8 +7,11 @@ threshold, OK when enough do not, missing periods treated as `TreatMissingData` 
 alarms-and-missing-data). A change of state is recorded on the alarm (as SetAlarmState would) and put on the
 default bus as "CloudWatch Alarm State Change" with the fields of AWS's example (cloudwatch-and-eventbridge).
 
+A state set with SetAlarmState is put on the bus the same way ("CloudWatch sends events to Amazon EventBridge
+whenever alarms change state", Acting_Alarm_Changes), for any alarm.
+
 Unlike CloudWatch, periods without new data are not re-evaluated on a timer: an alarm changes state when data
-arrives. Metric-math alarms (`Metrics`) are left alone.
+arrives. Metric-math alarms (`Metrics`) are not evaluated.
 """
 
 from __future__ import annotations
@@ -114,6 +117,20 @@ class AlarmEvaluator:
 
         put_metric_alarm.localcloud_original = create_alarm  # type: ignore[attr-defined]
         backend.put_metric_alarm = put_metric_alarm
+        set_state = getattr(backend.set_alarm_state, "localcloud_original", backend.set_alarm_state)
+
+        def set_alarm_state(alarm_name: str, reason: str, reason_data: str, state_value: str) -> None:
+            # SetAlarmState: "CloudWatch sends events to Amazon EventBridge whenever alarms change state"
+            # (user guide, Acting_Alarm_Changes), so a change set by hand is on the bus too.
+            with self._lock:
+                alarm = backend.alarms.get(alarm_name)
+                previous = _state_of(alarm) if alarm is not None else None
+                set_state(alarm_name, reason, reason_data, state_value)  # moto checks name, value and JSON
+                if previous is not None and previous["value"] != state_value:
+                    self._announce(alarm, previous)
+
+        set_alarm_state.localcloud_original = set_state  # type: ignore[attr-defined]
+        backend.set_alarm_state = set_alarm_state
 
     def close(self) -> None:
         if self._thread.is_alive():
@@ -197,40 +214,57 @@ class AlarmEvaluator:
                 "threshold": float(alarm.threshold),
             }
         )
-        previous = {
-            "reason": alarm.state_reason,
-            "reasonData": alarm.state_reason_data,
-            "timestamp": _iso(alarm.state_updated_timestamp),
-            "value": alarm.state_value,
-        }
+        self.change_state(alarm, state, reason, reason_data)
+
+    def change_state(self, alarm: Any, state: str, reason: str, reason_data: str | None) -> None:
+        """Record the alarm's new state and put the change on the bus."""
+        previous = _state_of(alarm)
         alarm.update_state(reason, reason_data, state)
+        self._announce(alarm, previous)
+
+    def _announce(self, alarm: Any, previous: dict[str, Any]) -> None:
+        """Put the change from ``previous`` to the alarm's state now on the bus, with the fields of AWS's
+        example events (CloudWatch user guide, cloudwatch-and-eventbridge)."""
+        if alarm.metric_data_queries:
+            metrics = [_query(query) for query in alarm.metric_data_queries]
+        else:
+            metric = {
+                "dimensions": dict(_dimensions(alarm.dimensions)),
+                "name": alarm.metric_name,
+                "namespace": alarm.namespace,
+            }
+            stat = {"metric": metric, "period": int(alarm.period), "stat": alarm.statistic}
+            metrics = [{"id": "m1", "metricStat": stat, "returnData": True}]
         detail = {
             "alarmName": alarm.name,
-            "configuration": {
-                "description": alarm.description or "",
-                "metrics": [
-                    {
-                        "id": "m1",
-                        "metricStat": {
-                            "metric": {
-                                "dimensions": dict(wanted),
-                                "name": alarm.metric_name,
-                                "namespace": alarm.namespace,
-                            },
-                            "period": period,
-                            "stat": alarm.statistic,
-                        },
-                        "returnData": True,
-                    }
-                ],
-            },
+            "configuration": {"description": alarm.description or "", "metrics": metrics},
             "previousState": previous,
-            "state": {
-                "reason": reason,
-                "reasonData": reason_data,
-                "timestamp": _iso(alarm.state_updated_timestamp),
-                "value": state,
-            },
+            "state": _state_of(alarm),
         }
-        logger.info("alarm %s: %s -> %s", alarm.name, previous["value"], state)
+        logger.info("alarm %s: %s -> %s", alarm.name, previous["value"], alarm.state_value)
         self.aws.emit_event("aws.cloudwatch", "CloudWatch Alarm State Change", detail, [alarm.alarm_arn])
+
+
+def _state_of(alarm: Any) -> dict[str, Any]:
+    return {
+        "reason": alarm.state_reason,
+        "reasonData": alarm.state_reason_data,
+        "timestamp": _iso(alarm.state_updated_timestamp),
+        "value": alarm.state_value,
+    }
+
+
+def _query(query: Any) -> dict[str, Any]:
+    """A metric-math alarm's query as the state change event shows it (AWS's "Metric math alarm" example)."""
+    shown: dict[str, Any] = {"id": query.id, "returnData": str(query.return_data).lower() != "false"}
+    if query.expression:
+        shown |= {"expression": query.expression, "label": query.label}
+    stat = query.metric_stat
+    if stat is not None:
+        metric = {
+            "dimensions": dict(_dimensions(stat.metric.dimensions)),
+            "name": stat.metric.metric_name,
+            "namespace": stat.metric.namespace,
+        }
+        shown["metricStat"] = {"metric": metric, "period": int(stat.period), "stat": stat.stat}
+    return shown

@@ -197,3 +197,82 @@ def test_an_alarm_changes_state_on_the_bus_of_the_server_that_received_its_data(
     assert embedded_aws.wait_for_events()
     assert [e["detail"]["state"]["value"] for e in changes(events, first)] == ["ALARM"]
     assert state(client, first) == "ALARM"
+
+
+def test_set_alarm_state_puts_the_change_on_the_bus_as_an_evaluation_does(
+    client: Callable[[str], Any], unique: Callable[[str], str], events: EventRecorder
+) -> None:
+    # "CloudWatch sends events to Amazon EventBridge whenever alarms change state" (user guide,
+    # Acting_Alarm_Changes); SetAlarmState changes the state, for testing alarms' consumers
+    name, _ = drift_alarm(client, unique)
+    cloudwatch = client("cloudwatch")
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="testing the rollback")
+    [change] = changes(events, name)
+    assert (change["detail"]["previousState"]["value"], change["detail"]["state"]["value"]) == (
+        "INSUFFICIENT_DATA",
+        "ALARM",
+    )
+    assert change["detail"]["state"]["reason"] == "testing the rollback"
+    assert (
+        change["detail"]["configuration"]["metrics"][0]["metricStat"]["metric"]["name"] == "DriftedFeatures"
+    )
+    assert (
+        AlarmStateEvent.model_validate(change).detail.state.value == "ALARM"
+    )  # the handlers' model reads it
+    # the same state again is no change: nothing more on the bus
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="still")
+    assert len(changes(events, name)) == 1
+    # and an alarm that does not exist is moto's ResourceNotFound, with nothing on the bus
+    missing = unique("no-such-alarm")
+    try:
+        cloudwatch.set_alarm_state(AlarmName=missing, StateValue="ALARM", StateReason="x")
+    except cloudwatch.exceptions.ResourceNotFound:
+        pass
+    else:
+        raise AssertionError("SetAlarmState of a missing alarm succeeded")
+    assert changes(events, missing) == []
+
+
+def test_a_metric_math_alarm_set_by_hand_shows_its_expression(
+    client: Callable[[str], Any], unique: Callable[[str], str], events: EventRecorder
+) -> None:
+    name = unique("dead-letters")
+    client("cloudwatch").put_metric_alarm(
+        AlarmName=name,
+        Metrics=[
+            {"Id": "total", "Expression": "a + b", "Label": "both", "ReturnData": True},
+            {
+                "Id": "a",
+                "ReturnData": False,
+                "MetricStat": {
+                    "Metric": {"Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible"},
+                    "Period": 300,
+                    "Stat": "Maximum",
+                },
+            },
+        ],
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanOrEqualToThreshold",
+    )
+    client("cloudwatch").set_alarm_state(AlarmName=name, StateValue="ALARM", StateReason="a letter")
+    [change] = changes(events, name)
+    assert change["detail"]["configuration"]["metrics"][0] == {
+        "id": "total",
+        "returnData": True,
+        "expression": "a + b",
+        "label": "both",
+    }
+    assert change["detail"]["configuration"]["metrics"][1] == {
+        "id": "a",
+        "returnData": False,
+        "metricStat": {
+            "metric": {
+                "dimensions": {},
+                "name": "ApproximateNumberOfMessagesVisible",
+                "namespace": "AWS/SQS",
+            },
+            "period": 300,
+            "stat": "Maximum",
+        },
+    }

@@ -159,3 +159,23 @@ def test_sample_events_hold_only_fields_aws_documents(name: str) -> None:
     else:
         pytest.fail(f"{name}: no documented example for {sample.get('detail-type')!r}")
     assert _fields(sample) - documented - DOCUMENTED_ELSEWHERE == set()
+
+
+@pytest.mark.parametrize(
+    ("name", "state", "rules"),
+    [
+        ("mlops-demo-candidate-5xx", "ALARM", {("DeployFunction", "OnCandidateAlarm")}),
+        ("mlops-demo-candidate-latency", "ALARM", {("DeployFunction", "OnCandidateAlarm")}),
+        ("mlops-demo-candidate-5xx", "OK", set()),  # the candidate recovered: nothing to do
+        ("mlops-demo-candidate-5xx-old", "ALARM", set()),  # a near miss of the name
+        ("mlops-demo-production-5xx", "ALARM", set()),  # production's guard acts through UpdateEndpoint
+    ],
+)
+def test_the_candidates_alarms_reach_the_deploy_function_only_in_alarm(
+    name: str, state: str, rules: set[tuple[str, str]]
+) -> None:
+    text = (EXAMPLES / "cloudwatch_alarm_state_change.json").read_text().replace("111122223333", ACCOUNT)
+    event = json.loads(text.replace("ServerCpuTooHigh", name))
+    event["detail"]["state"]["value"] = state
+    assert not isinstance(parse_event(event, AlarmStateEvent), Ignored)
+    assert _matching_rules(event) == rules

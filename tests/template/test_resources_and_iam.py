@@ -227,8 +227,9 @@ def test_every_alarm_can_publish_to_the_encrypted_topic() -> None:
         )
 
     alarms = [k for k, v in TEMPLATE["Resources"].items() if v["Type"] == "AWS::CloudWatch::Alarm"]
-    # 5XX and latency of the staging and production endpoints, dead letters, data drift
-    assert len(alarms) == 6
+    # 5XX and latency of the staging and production endpoints and of production's A/B candidate, dead
+    # letters, data drift
+    assert len(alarms) == 8
     for alarm in alarms:
         assert _props(alarm)["AlarmActions"] == [topic_arn], alarm
     for action in ("kms:Decrypt", "kms:GenerateDataKey"):

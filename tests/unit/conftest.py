@@ -78,6 +78,7 @@ ENVIRONMENT = {
     "TRANSFORM_INSTANCE_TYPE": "ml.m5.large",
     "DATA_QUALITY_NAMESPACE": "mlops-demo/DataQuality",
     "DRIFT_ALARM_NAME": "mlops-demo-data-drift",
+    "CANDIDATE_ALARM_NAMES": "mlops-demo-candidate-5xx,mlops-demo-candidate-latency",
 }
 
 TRAINING_CODE = {

@@ -13,7 +13,8 @@ import io
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,6 +39,7 @@ from tests.unit.conftest import (
 from tests.unit.fakes import client_error
 
 PRODUCTION = "mlops-demo-production"
+ROOT = Path(__file__).resolve().parents[2]
 EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/mlops-demo-pipeline/execution/"
 FEATURES = ["CRIM", "ZN", "RM", "LSTAT"]
 
@@ -1650,3 +1652,136 @@ def test_a_smoke_test_is_run_once_with_this_invocations_deadline(
     _, answer = approved_and_tested(cloud, model, 1, context)
     assert answer["smoke_test"]["action"] == "smoke-tested"
     assert_run_once_until_the_deadline("smoke_test_if_due", before_ms)
+
+
+# --- the candidate's alarms during an A/B test ------------------------------------------------------------
+CANDIDATE_ALARMS = ("mlops-demo-candidate-5xx", "mlops-demo-candidate-latency")
+
+
+def alarm_change(
+    name: str = CANDIDATE_ALARMS[0], state: str = "ALARM", account: str = "123456789012", at: str = ""
+) -> dict[str, Any]:
+    """AWS's documented alarm state change (tests/aws_examples), for one of this stack's alarms."""
+    event = json.loads((ROOT / "tests/aws_examples/cloudwatch_alarm_state_change.json").read_text())
+    event["id"] = f"alarm-{name}-{state}-{at}"
+    event["account"] = account
+    event["resources"] = [f"arn:aws:cloudwatch:us-east-1:{account}:alarm:{name}"]
+    event["detail"]["alarmName"] = name
+    moment = datetime.fromisoformat(at) if at else datetime.now(UTC)
+    stamp = moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+    event["detail"]["state"].update(value=state, timestamp=stamp)
+    return dict(event)
+
+
+def ab_started_at(cloud: Cloud) -> datetime:
+    test = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB")
+    assert test is not None
+    return datetime.fromisoformat(str(test["started_at"]))
+
+
+@pytest.mark.parametrize("name", CANDIDATE_ALARMS)
+def test_a_candidate_alarm_rolls_the_candidate_back_decided_by_the_alarm(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model], name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN v1 live and v2 the candidate beside it
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    at = ab_started_at(cloud) + timedelta(milliseconds=1)  # the first instant after the test began
+
+    # WHEN one of the candidate's alarms goes to ALARM
+    event = alarm_change(name, at=at.isoformat())
+    result = lambda_handler(event, context)
+
+    # THEN the candidate leaves production, as the RolledBack command does, decided by the alarm
+    assert result["status"] == "ab-rolled-back" and result["package_arn"] == v2
+    alarm_arn = f"arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}"
+    assert result["decided_by"] == alarm_arn
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is None
+    record = ledger(cloud, f"PACKAGE#{v2}", "STAGE#Production#RolledBack")
+    assert record is not None
+    assert (record["kept_package_arn"], record["decided_by"]) == (v1, alarm_arn)
+    assert record["decided_at"] == at.isoformat(timespec="milliseconds")
+    [line] = logged(caplog, "candidate alarm: rolling the A/B candidate back", "WARNING")
+    assert (line["alarm"], line["package_arn"]) == (name, v2)
+    # the same state change delivered again rolls back nothing more
+    config = cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
+    assert lambda_handler(event, context) == result
+    assert cloud.sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"] == config
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (dict(name="mlops-demo-candidate-5xx-old"), "foreign-alarm"),  # a near miss of the name
+        (dict(name="mlops-demo-production-5xx"), "foreign-alarm"),  # production's own guard, not the test's
+        (dict(state="OK"), "not-in-alarm"),
+        (dict(state="INSUFFICIENT_DATA"), "not-in-alarm"),
+        (dict(account="210987654321"), "foreign-account"),
+        (
+            dict(before=0),
+            "alarm-before-ab-test",
+        ),  # at the very instant the test began: an earlier candidate's
+        (dict(before=60_000), "alarm-before-ab-test"),
+    ],
+)
+def test_other_alarm_changes_leave_the_ab_test_running(
+    cloud: Cloud,
+    context: Any,
+    ab: tuple[LifeCycles, Model],
+    change: dict[str, Any],
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    before = change.pop("before", None)
+    started = ab_started_at(cloud)
+    at = started - timedelta(milliseconds=before) if before is not None else started + timedelta(seconds=5)
+    result = lambda_handler(alarm_change(**change, at=at.isoformat()), context)
+    assert (result["status"], result["reason"]) == ("ignored", reason)
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    assert ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB") is not None
+    assert logged(caplog, "event ignored")
+
+
+def test_a_candidate_alarm_with_no_ab_test_running_rolls_nothing_back(
+    cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
+) -> None:
+    _, model = staged
+    v1, _ = approved_and_tested(cloud, model, 1, context)
+    promote(cloud, v1, context)  # blue/green: production serves v1 alone
+    result = lambda_handler(alarm_change(), context)
+    assert (result["status"], result["reason"], result["endpoint_name"]) == (
+        "ignored",
+        "no-ab-test",
+        PRODUCTION,
+    )
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+
+
+def test_a_candidate_alarm_without_a_production_endpoint_is_ignored(cloud: Cloud, context: Any) -> None:
+    result = lambda_handler(alarm_change(), context)
+    assert (result["status"], result["reason"]) == ("ignored", "no-production-endpoint")
+
+
+def test_a_candidate_alarm_naming_a_package_that_is_gone_rolls_nothing_back(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    gone = v2.replace("/2", "/9")
+    test = ledger(cloud, f"ENDPOINT#{PRODUCTION}", "AB")
+    assert test is not None
+    from orchestrator.adapters.ledger import Ledger
+
+    fields = {k: v for k, v in test.items() if k not in ("pk", "sk")}
+    Ledger(TABLE).put(f"ENDPOINT#{PRODUCTION}", "AB", **(fields | {"candidate_package_arn": gone}))
+    at = ab_started_at(cloud) + timedelta(seconds=1)
+    result = lambda_handler(alarm_change(at=at.isoformat()), context)
+    assert (result["status"], result["reason"], result["package_arn"]) == (
+        "ignored",
+        "package-not-found",
+        gone,
+    )
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}

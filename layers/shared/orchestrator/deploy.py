@@ -21,7 +21,7 @@ from orchestrator.adapters.sagemaker import SageMakerAdapter
 from orchestrator.clients import own_account_id
 from orchestrator.domain import Decision, EndpointDeployment, PackageLineage
 from orchestrator.errors import EndpointBusyError
-from orchestrator.events import EndpointStateEvent, ModelPackageStateEvent, canonical_status
+from orchestrator.events import AlarmStateEvent, EndpointStateEvent, ModelPackageStateEvent, canonical_status
 from orchestrator.idempotency import run_once
 from orchestrator.intake import ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
@@ -961,10 +961,23 @@ def end_ab_test(
     one variant, recorded with who decided and the variants' metrics it was decided on. Refused (logged,
     notified) when the package is not the candidate under test or production is busy: run it again then."""
     arn = str(description["ModelPackageArn"])
+    decision = Decision(arn, "Approved", decided_at(description, event.time), event.id)
+    return _end_ab_test(description, command, decision, _approver(description), settings, context, services)
+
+
+def _end_ab_test(
+    description: dict[str, Any],
+    command: str,
+    decision: Decision,
+    decided_by: str | None,
+    settings: DeploySettings,
+    context: Any,
+    services: DeployServices,
+) -> dict[str, Any]:
+    arn = str(description["ModelPackageArn"])
     production = settings.for_production()
     endpoint = str(production.endpoint_name)
     pk = endpoint_pk(endpoint)
-    decision = Decision(arn, "Approved", decided_at(description, event.time), event.id)
     lease_holder = holder(context)
     promoted = command == AB_PROMOTED
 
@@ -1001,7 +1014,6 @@ def end_ab_test(
             )
         finally:
             services.ledger.release_lease(pk, lease_holder.owner)
-        decided_by = _approver(description)
         record = {
             "action": reason,
             "candidate_package_arn": arn,
@@ -1030,6 +1042,60 @@ def end_ab_test(
         ("package_arn", "stage", "modified"),
         act,
         key={"package_arn": arn, "stage": f"{PRODUCTION}/{command}", "modified": decision.decided_at},
+        context=context,
+    )
+
+
+@refusing_permanent_errors
+def handle_candidate_alarm(
+    event: AlarmStateEvent,
+    settings: DeploySettings,
+    context: Any = None,
+    services: DeployServices | None = None,
+) -> dict[str, Any]:
+    """An alarm on the Candidate variant of production (its 5XX errors or its latency) went to ALARM during
+    an A/B test: the candidate is rolled back as the RolledBack command does, decided by the alarm (its ARN
+    in the record) at its state change's time. A change of another alarm, account or state, with no A/B
+    test, or from before the test began (a late event about an earlier candidate) rolls nothing back."""
+    detail = event.detail
+    if event.account != own_account_id():
+        return ignore("foreign-account", account=event.account).as_response()
+    if detail.alarm_name not in settings.candidate_alarm_names:
+        return ignore("foreign-alarm", alarm=detail.alarm_name).as_response()
+    if detail.state.value != "ALARM":
+        return ignore("not-in-alarm", alarm=detail.alarm_name, state=detail.state.value).as_response()
+    if not settings.production_endpoint_name:
+        return ignore("no-production-endpoint", alarm=detail.alarm_name).as_response()
+    active = services or DeployServices.from_settings(settings)
+    endpoint = settings.production_endpoint_name
+    when = detail.state.timestamp.astimezone(UTC)
+    at = when.isoformat(timespec="milliseconds")
+
+    def act(_: dict[str, Any]) -> dict[str, Any]:
+        test = active.ledger.get(endpoint_pk(endpoint), "AB")
+        if test is None:
+            return ignore("no-ab-test", alarm=detail.alarm_name, endpoint_name=endpoint).as_response()
+        if when <= datetime.fromisoformat(str(test["started_at"])):
+            return ignore(
+                "alarm-before-ab-test", alarm=detail.alarm_name, alarm_at=at, ab_started_at=test["started_at"]
+            ).as_response()
+        candidate = str(test["candidate_package_arn"])
+        description = active.sagemaker.describe_model_package(candidate)
+        if description is None:
+            return ignore("package-not-found", package_arn=candidate).as_response()
+        decided_by = event.resources[0] if event.resources else detail.alarm_name
+        logger.warning(
+            "candidate alarm: rolling the A/B candidate back", alarm=detail.alarm_name, package_arn=candidate
+        )
+        decision = Decision(candidate, "Approved", at, event.id)
+        return _end_ab_test(description, AB_ROLLED_BACK, decision, decided_by, settings, context, active)
+
+    # one state change (the alarm's name and time) is one answer, however often it is delivered
+    return run_once(
+        settings.ledger_table_name,
+        ("alarm", "at"),
+        act,
+        key={"alarm": detail.alarm_name, "at": at},
         context=context,
     )
 

@@ -145,6 +145,8 @@ class DeploySettings(_EnvSettings):
     production_instance_type: str = Field(default="ml.m5.large", alias="PRODUCTION_INSTANCE_TYPE")
     production_instance_count: int = Field(default=1, alias="PRODUCTION_INSTANCE_COUNT", ge=1)
     production_rollback_alarm_names: CommaList = Field(default=(), alias="PRODUCTION_ROLLBACK_ALARM_NAMES")
+    # alarms on production's Candidate variant: one going to ALARM rolls the A/B candidate back
+    candidate_alarm_names: CommaList = Field(default=(), alias="CANDIDATE_ALARM_NAMES")
     production_strategy: ProductionStrategy = Field(
         default=ProductionStrategy.BLUE_GREEN, alias="PRODUCTION_STRATEGY"
     )
