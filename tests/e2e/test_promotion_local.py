@@ -226,6 +226,29 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
     assert measured["Candidate"]["Invocation5XXErrors"] == 0
     assert measured["Candidate"]["ModelLatency"] > 0
 
+    # v6 goes beside v5; its 5XX alarm goes off (SetAlarmState: CloudWatch's way to test an alarm's
+    # consumers) and the candidate is rolled back, decided by the alarm
+    v6_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
+    approve(cloud, v6_arn)
+    assert wait_for_stage(cloud, v6_arn, "Staging")["StageStatus"] == "Passed"
+    settle(cloud)
+    promote(cloud, v6_arn)
+    cloud.wait_for_endpoint(PRODUCTION)
+    settle(cloud)
+    assert variants_serving(20) == {"Live", "Candidate"}
+    errors_alarm = cloud.env["CANDIDATE_ALARM_NAMES"].split(",")[0]
+    cloud.client("cloudwatch").set_alarm_state(
+        AlarmName=errors_alarm, StateValue="ALARM", StateReason="Threshold Crossed: candidate 5XX errors"
+    )
+    settle(cloud)
+    cloud.wait_for_endpoint(PRODUCTION)
+    settle(cloud)
+    assert serving(cloud, PRODUCTION) == v5_arn
+    assert variants_serving(10) == {"AllTraffic"}
+    [_, rolled_back] = deploy_log(cloud, "A/B test ended")
+    assert (rolled_back["action"], rolled_back["candidate_package_arn"]) == ("ab-rolled-back", v6_arn)
+    assert rolled_back["decided_by"].endswith(f":alarm:{errors_alarm}")
+
 
 @pytest.mark.slow
 def test_the_retraining_schedules_input_retrains_the_head_once_at_a_time(cloud: LocalCloud) -> None:
