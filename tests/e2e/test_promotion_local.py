@@ -106,6 +106,18 @@ def register_beside(cloud: LocalCloud, v1: dict[str, Any], generated_by: str) ->
     )
 
 
+def staged_then_promoted(cloud: LocalCloud, v1: dict[str, Any]) -> str:
+    """A new package of v1's run, approved: it passes its smoke test in staging and is promoted."""
+    arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
+    approve(cloud, arn)
+    assert wait_for_stage(cloud, arn, "Staging")["StageStatus"] == "Passed"
+    settle(cloud)
+    promote(cloud, arn)
+    cloud.wait_for_endpoint(PRODUCTION)
+    settle(cloud)
+    return arn
+
+
 @pytest.mark.slow
 def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: LocalCloud) -> None:
     sagemaker = cloud.client("sagemaker")
@@ -149,13 +161,7 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
     ]
 
     # v4, from v1's run, approved: passes in staging, and its promotion deploys that very package
-    v4_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
-    approve(cloud, v4_arn)
-    assert wait_for_stage(cloud, v4_arn, "Staging")["StageStatus"] == "Passed"
-    settle(cloud)
-    promote(cloud, v4_arn)
-    cloud.wait_for_endpoint(PRODUCTION)
-    settle(cloud)
+    v4_arn = staged_then_promoted(cloud, v1)
     assert serving(cloud, PRODUCTION) == v4_arn
     [accepted] = deploy_log(cloud, "promotion to production accepted")
     assert accepted["package_arn"] == v4_arn and accepted["promoted_by"]
@@ -169,13 +175,7 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
     assert 5 < float(answer["Body"].read().decode().split()[0]) < 50
 
     # A/B (ProductionStrategy ab): v5, from v1's run, passes staging and is promoted beside v4 with 30 %
-    v5_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
-    approve(cloud, v5_arn)
-    assert wait_for_stage(cloud, v5_arn, "Staging")["StageStatus"] == "Passed"
-    settle(cloud)
-    promote(cloud, v5_arn)
-    cloud.wait_for_endpoint(PRODUCTION)
-    settle(cloud)
+    v5_arn = staged_then_promoted(cloud, v1)
     config = sagemaker.describe_endpoint_config(
         EndpointConfigName=sagemaker.describe_endpoint(EndpointName=PRODUCTION)["EndpointConfigName"]
     )
@@ -228,13 +228,7 @@ def test_staging_smoke_tests_and_production_takes_only_what_earned_it(cloud: Loc
 
     # v6 goes beside v5; its 5XX alarm goes off (SetAlarmState: CloudWatch's way to test an alarm's
     # consumers) and the candidate is rolled back, decided by the alarm
-    v6_arn = register_beside(cloud, v1, v1["MetadataProperties"]["GeneratedBy"])
-    approve(cloud, v6_arn)
-    assert wait_for_stage(cloud, v6_arn, "Staging")["StageStatus"] == "Passed"
-    settle(cloud)
-    promote(cloud, v6_arn)
-    cloud.wait_for_endpoint(PRODUCTION)
-    settle(cloud)
+    v6_arn = staged_then_promoted(cloud, v1)
     assert variants_serving(20) == {"Live", "Candidate"}
     errors_alarm = cloud.env["CANDIDATE_ALARM_NAMES"].split(",")[0]
     cloud.client("cloudwatch").set_alarm_state(

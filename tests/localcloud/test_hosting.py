@@ -534,25 +534,29 @@ def test_a_canary_update_splits_traffic_then_switches_to_the_new_fleet(cloud: Cl
     assert cloud.endpoint_statuses(endpoint) == ["CREATING", "IN_SERVICE", "UPDATING", "IN_SERVICE"]
 
 
-def test_invocation_metrics_are_evaluated_by_the_alarms_of_the_server_that_served_them(cloud: Cloud):
-    # GIVEN an endpoint, and an alarm on its variant's invocations that is OK
-    endpoint, *_ = deployed_pair(cloud)
-    alarm = unique("invoked")
+def quiet_alarm(cloud: Cloud, metric: str, **extra: Any) -> str:
+    """An alarm on a SageMaker metric's sum (at least 1 in a minute), set to OK."""
+    alarm = unique(metric.lower())
     cloud.cloudwatch.put_metric_alarm(
         AlarmName=alarm,
         Namespace="AWS/SageMaker",
-        MetricName="Invocations",
-        Dimensions=[
-            {"Name": "EndpointName", "Value": endpoint},
-            {"Name": "VariantName", "Value": "AllTraffic"},
-        ],
+        MetricName=metric,
         Statistic="Sum",
         Period=60,
         EvaluationPeriods=1,
         Threshold=1,
         ComparisonOperator="GreaterThanOrEqualToThreshold",
+        **extra,
     )
     cloud.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    return alarm
+
+
+def test_invocation_metrics_are_evaluated_by_the_alarms_of_the_server_that_served_them(cloud: Cloud):
+    # GIVEN an endpoint, and an alarm on its variant's invocations that is OK
+    endpoint, *_ = deployed_pair(cloud)
+    dimensions = [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    alarm = quiet_alarm(cloud, "Invocations", Dimensions=dimensions)
     # and another embedded AWS of this process has since taken the CloudWatch backend's hooks
     with EmbeddedAws() as other:
         other.alarms.ensure_attached()
@@ -569,18 +573,7 @@ def test_invocation_metrics_are_evaluated_by_the_alarms_of_the_server_that_serve
 def test_an_alarm_during_baking_rolls_the_update_back(cloud: Cloud):
     # GIVEN an endpoint, a rollback alarm that is OK, and a canary update under way
     endpoint, old_config, new_config, old_value, new_value = deployed_pair(cloud)
-    alarm = unique("errors")
-    cloud.cloudwatch.put_metric_alarm(
-        AlarmName=alarm,
-        Namespace="AWS/SageMaker",
-        MetricName="Invocation5XXErrors",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cloud.cloudwatch.set_alarm_state(AlarmName=alarm, StateValue="OK", StateReason="quiet")
+    alarm = quiet_alarm(cloud, "Invocation5XXErrors")
     cloud.sm.update_endpoint(
         EndpointName=endpoint, EndpointConfigName=new_config, DeploymentConfig=canary_config([alarm])
     )

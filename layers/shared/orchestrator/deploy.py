@@ -23,7 +23,7 @@ from orchestrator.domain import Decision, EndpointDeployment, PackageLineage
 from orchestrator.errors import EndpointBusyError
 from orchestrator.events import AlarmStateEvent, EndpointStateEvent, ModelPackageStateEvent, canonical_status
 from orchestrator.idempotency import run_once
-from orchestrator.intake import ignore, refusing_permanent_errors
+from orchestrator.intake import alarm_refusal, ignore, refusing_permanent_errors
 from orchestrator.lineage import LineageRecorder
 from orchestrator.naming import endpoint_config_name, model_name, transform_job_name
 from orchestrator.observability import logger, metrics
@@ -1058,12 +1058,9 @@ def handle_candidate_alarm(
     in the record) at its state change's time. A change of another alarm, account or state, with no A/B
     test, or from before the test began (a late event about an earlier candidate) rolls nothing back."""
     detail = event.detail
-    if event.account != own_account_id():
-        return ignore("foreign-account", account=event.account).as_response()
-    if detail.alarm_name not in settings.candidate_alarm_names:
-        return ignore("foreign-alarm", alarm=detail.alarm_name).as_response()
-    if detail.state.value != "ALARM":
-        return ignore("not-in-alarm", alarm=detail.alarm_name, state=detail.state.value).as_response()
+    refusal = alarm_refusal(event, settings.candidate_alarm_names, own_account_id())
+    if refusal is not None:
+        return refusal.as_response()
     if not settings.production_endpoint_name:
         return ignore("no-production-endpoint", alarm=detail.alarm_name).as_response()
     active = services or DeployServices.from_settings(settings)

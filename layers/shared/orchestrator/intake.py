@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from aws_lambda_powertools.utilities.parser import parse
 from botocore.exceptions import ClientError
@@ -14,6 +14,9 @@ from pydantic import BaseModel, ValidationError
 
 from orchestrator.adapters import error_code, error_message, is_permanent
 from orchestrator.observability import logger, metrics
+
+if TYPE_CHECKING:
+    from orchestrator.events import AlarmStateEvent
 
 MAX_EVENT_BYTES = 256 * 1024  # EventBridge's own limit for an entry
 
@@ -97,6 +100,20 @@ def parse_tracked_event(raw: Any) -> Any:
         shown = bounded(detail_type) if isinstance(detail_type, str) else type(detail_type).__name__
         return ignore("malformed", error=True, errors=[f"detail-type: unsupported value {shown!r}"])
     return parse_event(raw, model)
+
+
+def alarm_refusal(event: AlarmStateEvent, alarm_names: Collection[str], account: str) -> Ignored | None:
+    """None for a change to ALARM of one of ``alarm_names`` in ``account``; otherwise the refusal (logged)
+    saying which it is not: another account's, another alarm (a near name too), or a change to OK or
+    INSUFFICIENT_DATA."""
+    detail = event.detail
+    if event.account != account:
+        return ignore("foreign-account", account=event.account)
+    if detail.alarm_name not in alarm_names:
+        return ignore("foreign-alarm", alarm=detail.alarm_name)
+    if detail.state.value != "ALARM":
+        return ignore("not-in-alarm", alarm=detail.alarm_name, state=detail.state.value)
+    return None
 
 
 def refusing_permanent_errors(entry: Callable[P, dict[str, Any]]) -> Callable[P, dict[str, Any]]:

@@ -22,7 +22,7 @@ from orchestrator.domain import CommitRef
 from orchestrator.errors import TrainingCodeMissingError
 from orchestrator.events import AlarmStateEvent
 from orchestrator.idempotency import run_once
-from orchestrator.intake import ignore, refusing_permanent_errors
+from orchestrator.intake import alarm_refusal, ignore, refusing_permanent_errors
 from orchestrator.monitor import DRIFT_POINTER
 from orchestrator.naming import execution_display_name
 from orchestrator.observability import logger, metrics
@@ -202,12 +202,9 @@ def handle_drift_alarm(
 ) -> dict[str, Any]:
     """Entry point of the start-pipeline handler for the drift alarm's state change: a change to ALARM of
     this stack's alarm, in this account, starts one retraining run (the same path as a schedule's)."""
-    detail = event.detail
-    if event.account != own_account_id():
-        return ignore("foreign-account", account=event.account).as_response()
-    if not settings.drift_alarm_name or detail.alarm_name != settings.drift_alarm_name:
-        return ignore("foreign-alarm", alarm=detail.alarm_name).as_response()
-    if detail.state.value != "ALARM":
-        return ignore("not-in-alarm", alarm=detail.alarm_name, state=detail.state.value).as_response()
+    names = (settings.drift_alarm_name,) if settings.drift_alarm_name else ()
+    refusal = alarm_refusal(event, names, own_account_id())
+    if refusal is not None:
+        return refusal.as_response()
     active = services or PushServices.from_settings(settings)
     return start_retraining(drift_detail(event, active), settings, context, active)
