@@ -303,3 +303,17 @@ def decide(cloud: Cloud, package_arn: str, status: str, note: str = "metrics rev
         ModelPackageArn=package_arn, ModelPackageVersion=version, ModelApprovalStatus=status
     )
     return event
+
+
+def assert_run_once_until_the_deadline(operation: str, since_ms: int) -> None:
+    """The one idempotency record of `operation` expires in progress at the invocation's deadline (the test
+    context has 60 s left): Powertools records it from the registered Lambda context ("Lambda timeouts"),
+    so a redelivery after a timeout runs the work again."""
+    import time
+
+    import boto3
+
+    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
+    [record] = [item for item in items if operation in item["sk"]["S"]]
+    deadline = int(record["in_progress_expiration"]["N"])
+    assert since_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000

@@ -31,6 +31,7 @@ from tests.unit.conftest import (
     GROUP,
     TABLE,
     Cloud,
+    assert_run_once_until_the_deadline,
     decide,
     logged,
     register_package,
@@ -1121,20 +1122,6 @@ def lease_spy(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, int]]:
 
     monkeypatch.setattr(Ledger, "acquire_lease", spy)
     return leases
-
-
-def assert_run_once_until_the_deadline(operation: str, since_ms: int) -> None:
-    """The one idempotency record of `operation` expires in progress at the invocation's deadline (the test
-    context has 60 s left): Powertools records it from the registered Lambda context ("Lambda timeouts"),
-    so a redelivery after a timeout runs the work again."""
-    import time
-
-    import boto3
-
-    items = boto3.client("dynamodb").scan(TableName=TABLE)["Items"]
-    [record] = [item for item in items if operation in item["sk"]["S"]]
-    deadline = int(record["in_progress_expiration"]["N"])
-    assert since_ms + 60_000 <= deadline <= int(time.time() * 1000) + 60_000
 
 
 def decided_at_of(cloud: Cloud, arn: str) -> str:

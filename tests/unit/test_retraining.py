@@ -17,7 +17,16 @@ import pytest
 from functions.start_pipeline.app import lambda_handler
 from orchestrator.adapters.ledger import Ledger
 from tests.template.cfn import load_template
-from tests.unit.conftest import BRANCH, PIPELINE, REPOSITORY, TABLE, TRAINING_CODE, Cloud, logged
+from tests.unit.conftest import (
+    BRANCH,
+    PIPELINE,
+    REPOSITORY,
+    TABLE,
+    TRAINING_CODE,
+    Cloud,
+    assert_run_once_until_the_deadline,
+    logged,
+)
 from tests.unit.fakes import moto_sagemaker
 from tests.unit.test_start_pipeline import parameters_of, push_event
 from tests.unit.test_track_details import metrics_emitted
@@ -132,8 +141,30 @@ def test_a_malformed_retraining_request_is_refused_without_a_side_effect(
 
 def test_without_the_branch_there_is_nothing_to_retrain(cloud: Cloud, context: Any) -> None:
     result = lambda_handler(scheduled(), context)
-    assert (result["status"], result["reason"]) == ("ignored", "no-branch")
+    assert result == {"status": "ignored", "reason": "no-branch", "branch": BRANCH, "trigger": "schedule"}
     assert cloud.executions() == []
+
+
+def test_a_retraining_is_run_once_with_this_invocations_deadline(cloud: Cloud, context: Any) -> None:
+    # Powertools idempotency with the Lambda context registered: a start cut off by a timeout is not
+    # answered "in progress" for an hour, but runs again once the invocation's time is up
+    import time
+
+    cloud.repository.commit(TRAINING_CODE)
+    before_ms = int(time.time() * 1000)
+    assert lambda_handler(scheduled(), context)["status"] == "started"
+    assert_run_once_until_the_deadline("start_retraining", before_ms)
+
+
+def test_a_drift_and_a_schedule_at_the_same_instant_are_two_triggers(cloud: Cloud, context: Any) -> None:
+    # one run per trigger and time: the drift is not answered with the schedule's result
+    cloud.repository.commit(TRAINING_CODE)
+    scheduled_at = "2026-12-07T10:01:13.214000+00:00"
+    first = lambda_handler(scheduled(at=scheduled_at), context)
+    assert first["status"] == "started"
+    second = lambda_handler(alarm_event(at="2026-12-07T10:01:13.214+0000"), context)  # the first has ended
+    assert (second["status"], second["trigger"]) == ("started", "drift")
+    assert second["execution_arn"] != first["execution_arn"] and len(cloud.executions()) == 2
 
 
 def test_the_schedule_is_off_unless_a_schedule_expression_is_given() -> None:
@@ -195,6 +226,7 @@ def test_a_started_retraining_is_answered_logged_counted_and_recorded_in_full(
         "schedule_arn": SCHEDULE_ARN,
         "execution_arn": arn,
     }
+    assert "features" not in record and "report" not in record  # only a drift names what drifted
     # the run is recorded as a push's is: under the commit with its display name, and with its parameters
     run = ledger.get(f"COMMIT#{REPOSITORY}#{head}", f"EXECUTION#{arn}")
     assert run is not None and run["display_name"] == f"{BRANCH}-{head[:12]}"
@@ -331,24 +363,40 @@ def test_drift_while_a_run_executes_starts_nothing(cloud: Cloud, context: Any) -
 
 
 @pytest.mark.parametrize(
-    ("event", "reason"),
+    ("event", "refusal"),
     [
-        (alarm_event(name="mlops-demo-data-drift-old"), "foreign-alarm"),  # a near miss of the name
-        (alarm_event(name="mlops-demo-endpoint-5xx"), "foreign-alarm"),  # another alarm of the stack
-        (alarm_event(state="OK"), "not-in-alarm"),  # drift has cleared
-        (alarm_event(state="INSUFFICIENT_DATA"), "not-in-alarm"),
-        (alarm_event(account="210987654321"), "foreign-account"),
+        # a near miss of the name, and another alarm of the stack
+        (
+            alarm_event(name="mlops-demo-data-drift-old"),
+            {"reason": "foreign-alarm", "alarm": DRIFT_ALARM + "-old"},
+        ),
+        (
+            alarm_event(name="mlops-demo-endpoint-5xx"),
+            {"reason": "foreign-alarm", "alarm": "mlops-demo-endpoint-5xx"},
+        ),
+        # drift has cleared
+        (alarm_event(state="OK"), {"reason": "not-in-alarm", "alarm": DRIFT_ALARM, "state": "OK"}),
+        (
+            alarm_event(state="INSUFFICIENT_DATA"),
+            {"reason": "not-in-alarm", "alarm": DRIFT_ALARM, "state": "INSUFFICIENT_DATA"},
+        ),
+        (alarm_event(account="210987654321"), {"reason": "foreign-account", "account": "210987654321"}),
     ],
 )
-def test_other_alarm_changes_are_refused_and_start_nothing(
-    cloud: Cloud, context: Any, event: dict[str, Any], reason: str, caplog: pytest.LogCaptureFixture
+def test_other_alarm_changes_are_refused_word_for_word_and_start_nothing(
+    cloud: Cloud,
+    context: Any,
+    event: dict[str, Any],
+    refusal: dict[str, str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     cloud.repository.commit(TRAINING_CODE)
     drift_found(["CRIM"])
     result = lambda_handler(event, context)
-    assert (result["status"], result["reason"]) == ("ignored", reason)
+    assert result == {"status": "ignored"} | refusal
     assert cloud.executions() == []
-    assert logged(caplog, "event ignored")
+    [line] = logged(caplog, "event ignored", "WARNING")
+    assert {key: line.get(key) for key in refusal} == refusal
 
 
 def test_without_a_drift_report_the_alarm_still_retrains_with_no_features_named(
@@ -367,3 +415,12 @@ def test_a_malformed_alarm_event_is_refused(cloud: Cloud, context: Any) -> None:
     event["detail"]["state"]["value"] = "ON_FIRE"
     assert lambda_handler(event, context)["reason"] == "malformed"
     assert cloud.executions() == []
+
+
+def test_at_most_a_thousand_drifted_features_are_recorded(cloud: Cloud, context: Any) -> None:
+    # a report naming more features than any table has columns is cut, not carried whole into the ledger
+    head = cloud.repository.commit(TRAINING_CODE)
+    drift_found([f"f{i}" for i in range(1001)])
+    assert lambda_handler(alarm_event(), context)["status"] == "started"
+    record = Ledger(TABLE).get(f"COMMIT#{REPOSITORY}#{head}", "RETRAINING#2026-12-07T10:01:13.214000+00:00")
+    assert record is not None and record["features"] == [f"f{i}" for i in range(1000)]
