@@ -27,6 +27,7 @@ from localcloud.engine.records import JobRecords
 from localcloud.engine.state import EXECUTION_TERMINAL, ExecutionRun, ProgressUpdate, StepRun, utcnow
 from localcloud.engine.steps import EXECUTORS, FailedJob, StepFailure, digest
 from localcloud.engine.tuning import TuningConfigError
+from localcloud.runtime.jobs import RunnerClosedError
 from localcloud.runtime.s3io import read_json
 
 if TYPE_CHECKING:
@@ -548,6 +549,9 @@ class PipelineEngine:
         """Run a job; a job the runner cannot even start is a failed job (SageMaker's ClientError)."""
         try:
             return run_job(name, copy.deepcopy(request))
+        except RunnerClosedError as error:  # the local cloud is stopping under a running execution
+            logger.info("job not started: the local cloud is stopping", extra={"job_name": name})
+            return FailedJob(f"ClientError: {error}")
         except Exception as error:
             logger.warning("job could not start", extra={"job_name": name, "error": str(error)})
             return FailedJob(f"ClientError: {error}")

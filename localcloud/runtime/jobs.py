@@ -33,6 +33,10 @@ _LOG_TAIL_LINES = 8
 _CONTAINER_ROOT = re.compile(r"/opt/ml(?=/|$)")
 
 
+class RunnerClosedError(RuntimeError):
+    """The runner was closed (the local cloud is stopping): no new job starts."""
+
+
 @dataclass(frozen=True)
 class JobResult:
     """How a job ended, in the terms DescribeProcessingJob / DescribeTrainingJob report."""
@@ -412,7 +416,7 @@ class JobRunner:
 
     def _fresh_job_dir(self, job_name: str) -> Path:
         if self._closed:
-            raise RuntimeError("JobRunner is closed")
+            raise RunnerClosedError("JobRunner is closed")
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", job_name):
             raise ValueError(f"invalid SageMaker job name: {job_name!r}")
         self.warm_up(wait=False)

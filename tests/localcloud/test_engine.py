@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -23,6 +24,8 @@ import pytest
 
 from localcloud.aws import EmbeddedAws
 from localcloud.engine import PipelineEngine, ProgressUpdate
+from localcloud.engine.steps import FailedJob
+from localcloud.runtime.jobs import RunnerClosedError
 
 DEFINITION_PATH = Path(__file__).resolve().parents[2] / "layers/shared/orchestrator/pipeline_definition.json"
 
@@ -1052,3 +1055,24 @@ def test_each_supported_step_type_has_one_executor_module() -> None:
     assert {kind for kind, executor in EXECUTORS.items() if executor.cacheable} == set(CACHEABLE_STEP_TYPES)
     modules = {executor.__module__.rsplit(".", 1)[-1] for executor in EXECUTORS.values()}
     assert len(modules) == len(EXECUTORS)  # no module holds two step types
+
+
+def test_a_job_refused_because_the_cloud_is_stopping_fails_its_step_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a run still executing when the local cloud stops: its next job is refused by the closed runner
+    def closed(name: str, request: dict[str, Any]) -> Any:
+        raise RunnerClosedError("JobRunner is closed")
+
+    def broken(name: str, request: dict[str, Any]) -> Any:
+        raise ValueError("invalid SageMaker job name")
+
+    with caplog.at_level(logging.INFO, logger="localcloud"):
+        stopped = PipelineEngine.call_runner(closed, "pipelines-x-TuneModel-1", {})
+        refused = PipelineEngine.call_runner(broken, "pipelines-x-TuneModel-2", {})
+    assert isinstance(stopped, FailedJob) and isinstance(refused, FailedJob)
+    assert "JobRunner is closed" in stopped.failure_reason
+    # the user's terminal (warnings) hears of the broken request, not of the shutdown
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["job could not start"]
+    assert "job not started: the local cloud is stopping" in [r.getMessage() for r in caplog.records]
