@@ -544,16 +544,19 @@ class PipelineEngine:
             }
         }
 
-    @staticmethod
-    def call_runner(run_job: Callable[[str, dict[str, Any]], Any], name: str, request: dict[str, Any]) -> Any:
-        """Run a job; a job the runner cannot even start is a failed job (SageMaker's ClientError)."""
+    def call_runner(
+        self, run_job: Callable[[str, dict[str, Any]], Any], name: str, request: dict[str, Any]
+    ) -> Any:
+        """Run a job; a job the runner cannot even start is a failed job (SageMaker's ClientError). While
+        the local cloud stops under a running execution (the runner closed, or the interpreter finalizing
+        around the engine's daemon threads), that is expected, and not a warning in the user's terminal."""
         try:
             return run_job(name, copy.deepcopy(request))
-        except RunnerClosedError as error:  # the local cloud is stopping under a running execution
-            logger.info("job not started: the local cloud is stopping", extra={"job_name": name})
-            return FailedJob(f"ClientError: {error}")
         except Exception as error:
-            logger.warning("job could not start", extra={"job_name": name, "error": str(error)})
+            if isinstance(error, RunnerClosedError) or self._closed:
+                logger.info("job not started: the local cloud is stopping", extra={"job_name": name})
+            else:
+                logger.warning("job could not start", extra={"job_name": name, "error": str(error)})
             return FailedJob(f"ClientError: {error}")
 
     # S3 ----------------------------------------------------------------------------------------

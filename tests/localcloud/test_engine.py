@@ -1058,21 +1058,28 @@ def test_each_supported_step_type_has_one_executor_module() -> None:
 
 
 def test_a_job_refused_because_the_cloud_is_stopping_fails_its_step_without_a_warning(
-    caplog: pytest.LogCaptureFixture,
+    engine: PipelineEngine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # a run still executing when the local cloud stops: its next job is refused by the closed runner
+    # a run still executing when the local cloud stops: its next job is refused by the closed runner, or by
+    # a thread pool of the finalizing interpreter
     def closed(name: str, request: dict[str, Any]) -> Any:
         raise RunnerClosedError("JobRunner is closed")
+
+    def finalizing(name: str, request: dict[str, Any]) -> Any:
+        raise RuntimeError("cannot schedule new futures after interpreter shutdown")
 
     def broken(name: str, request: dict[str, Any]) -> Any:
         raise ValueError("invalid SageMaker job name")
 
     with caplog.at_level(logging.INFO, logger="localcloud"):
-        stopped = PipelineEngine.call_runner(closed, "pipelines-x-TuneModel-1", {})
-        refused = PipelineEngine.call_runner(broken, "pipelines-x-TuneModel-2", {})
-    assert isinstance(stopped, FailedJob) and isinstance(refused, FailedJob)
+        refused = engine.call_runner(broken, "pipelines-x-TuneModel-1", {})
+        stopped = engine.call_runner(closed, "pipelines-x-TuneModel-2", {})
+        engine.close()
+        after_close = engine.call_runner(finalizing, "pipelines-x-TuneModel-3", {})
+    assert all(isinstance(result, FailedJob) for result in (refused, stopped, after_close))
     assert "JobRunner is closed" in stopped.failure_reason
     # the user's terminal (warnings) hears of the broken request, not of the shutdown
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == ["job could not start"]
-    assert "job not started: the local cloud is stopping" in [r.getMessage() for r in caplog.records]
+    quiet = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert quiet.count("job not started: the local cloud is stopping") == 2
