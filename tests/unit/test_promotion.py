@@ -1732,6 +1732,37 @@ def test_other_alarm_changes_leave_the_ab_test_running(
     assert logged(caplog, "event ignored")
 
 
+def test_a_candidate_alarm_while_production_is_busy_is_retried_not_refused(
+    cloud: Cloud, context: Any, ab: tuple[LifeCycles, Model]
+) -> None:
+    # the alarm stays in ALARM and will not say so again: a refusal would leave the candidate serving, so
+    # the event fails and Lambda retries it (then its dead-letter queue, for a replay)
+    from orchestrator.adapters.ledger import Ledger
+    from orchestrator.errors import EndpointBusyError
+    from tests.unit.fakes import moto_sagemaker
+
+    _, model = ab
+    v1, v2 = in_ab_test(cloud, model, context)
+    pk = f"ENDPOINT#{PRODUCTION}"
+    event = alarm_change(at=(ab_started_at(cloud) + timedelta(seconds=1)).isoformat())
+    # another invocation holds production
+    assert Ledger(TABLE).acquire_lease(pk, "another-invocation", 300)
+    with pytest.raises(EndpointBusyError, match="held by another deployment"):
+        lambda_handler(event, context)
+    Ledger(TABLE).release_lease(pk, "another-invocation")
+    # production is updating (a new split being applied)
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "Updating"
+    with pytest.raises(EndpointBusyError, match="is UPDATING"):
+        lambda_handler(event, context)
+    assert production_variants(cloud) == {"Live": (v1, 0.75), "Candidate": (v2, 0.25)}
+    assert Ledger(TABLE).acquire_lease(pk, "someone-else", 60)  # the failed invocation let go
+    Ledger(TABLE).release_lease(pk, "someone-else")
+    # the retry, once production is back in service, rolls the candidate back
+    moto_sagemaker().endpoints[PRODUCTION].endpoint_status = "InService"
+    assert lambda_handler(event, context)["status"] == "ab-rolled-back"
+    assert production_variants(cloud) == {"AllTraffic": (v1, 1.0)}
+
+
 def test_a_candidate_alarm_with_no_ab_test_running_rolls_nothing_back(
     cloud: Cloud, context: Any, staged: tuple[LifeCycles, Model]
 ) -> None:

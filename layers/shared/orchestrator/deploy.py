@@ -973,7 +973,10 @@ def _end_ab_test(
     settings: DeploySettings,
     context: Any,
     services: DeployServices,
+    retry_when_busy: bool = False,
 ) -> dict[str, Any]:
+    """With ``retry_when_busy`` (an alarm's decision, which no person will make again), production busy
+    raises EndpointBusyError, so that Lambda retries the event, instead of refusing it."""
     arn = str(description["ModelPackageArn"])
     production = settings.for_production()
     endpoint = str(production.endpoint_name)
@@ -995,11 +998,15 @@ def _end_ab_test(
         since = datetime.fromisoformat(str(test["started_at"]))
         evidence = variant_metrics(endpoint, [LIVE, CANDIDATE], since)
         if not services.ledger.acquire_lease(pk, lease_holder.owner, lease_holder.lease_seconds):
+            if retry_when_busy:
+                raise EndpointBusyError(f"production {endpoint} is held by another deployment; retry later")
             return refused(Refusal("production-busy", {}), arn, services.notifier)
         try:
             status = canonical_status(
                 str((services.sagemaker.describe_endpoint(endpoint) or {}).get("EndpointStatus", ""))
             )
+            if status != "IN_SERVICE" and retry_when_busy:
+                raise EndpointBusyError(f"production {endpoint} is {status or 'gone'}; retry later")
             if status != "IN_SERVICE":
                 return refused(
                     Refusal("production-busy", {"endpoint_status": status}), arn, services.notifier
@@ -1056,7 +1063,9 @@ def handle_candidate_alarm(
     """An alarm on the Candidate variant of production (its 5XX errors or its latency) went to ALARM during
     an A/B test: the candidate is rolled back as the RolledBack command does, decided by the alarm (its ARN
     in the record) at its state change's time. A change of another alarm, account or state, with no A/B
-    test, or from before the test began (a late event about an earlier candidate) rolls nothing back."""
+    test, or from before the test began (a late event about an earlier candidate) rolls nothing back. With
+    production busy (updating, or held by another deployment) the event is retried, not refused: the alarm
+    stays in ALARM and will not say it again."""
     detail = event.detail
     refusal = alarm_refusal(event, settings.candidate_alarm_names, own_account_id())
     if refusal is not None:
@@ -1085,7 +1094,9 @@ def handle_candidate_alarm(
             "candidate alarm: rolling the A/B candidate back", alarm=detail.alarm_name, package_arn=candidate
         )
         decision = Decision(candidate, "Approved", at, event.id)
-        return _end_ab_test(description, AB_ROLLED_BACK, decision, decided_by, settings, context, active)
+        return _end_ab_test(
+            description, AB_ROLLED_BACK, decision, decided_by, settings, context, active, retry_when_busy=True
+        )
 
     # one state change (the alarm's name and time) is one answer, however often it is delivered
     return run_once(
