@@ -228,12 +228,9 @@ class AlarmEvaluator:
         if alarm.metric_data_queries:
             metrics = [_query(query) for query in alarm.metric_data_queries]
         else:
-            metric = {
-                "dimensions": dict(_dimensions(alarm.dimensions)),
-                "name": alarm.metric_name,
-                "namespace": alarm.namespace,
-            }
-            stat = {"metric": metric, "period": int(alarm.period), "stat": alarm.statistic}
+            stat = _metric_stat(
+                alarm.namespace, alarm.metric_name, alarm.dimensions, alarm.period, alarm.statistic
+            )
             metrics = [{"id": "m1", "metricStat": stat, "returnData": True}]
         detail = {
             "alarmName": alarm.name,
@@ -261,10 +258,14 @@ def _query(query: Any) -> dict[str, Any]:
         shown |= {"expression": query.expression, "label": query.label}
     stat = query.metric_stat
     if stat is not None:
-        metric = {
-            "dimensions": dict(_dimensions(stat.metric.dimensions)),
-            "name": stat.metric.metric_name,
-            "namespace": stat.metric.namespace,
-        }
-        shown["metricStat"] = {"metric": metric, "period": int(stat.period), "stat": stat.stat}
+        metric = stat.metric
+        shown["metricStat"] = _metric_stat(
+            metric.namespace, metric.metric_name, metric.dimensions, stat.period, stat.stat
+        )
     return shown
+
+
+def _metric_stat(namespace: str, name: str, dimensions: Any, period: Any, stat: str) -> dict[str, Any]:
+    """A metric as alarm state change events show it (`metricStat`)."""
+    metric = {"dimensions": dict(_dimensions(dimensions)), "name": name, "namespace": namespace}
+    return {"metric": metric, "period": int(period), "stat": stat}

@@ -984,6 +984,11 @@ def _end_ab_test(
     lease_holder = holder(context)
     promoted = command == AB_PROMOTED
 
+    def busy(state: str, details: dict[str, Any]) -> dict[str, Any]:
+        if retry_when_busy:
+            raise EndpointBusyError(f"production {endpoint} is {state}; retry later")
+        return refused(Refusal("production-busy", details), arn, services.notifier)
+
     def act(_: dict[str, Any]) -> dict[str, Any]:
         test = services.ledger.get(pk, "AB")
         if test is None or str(test.get("candidate_package_arn", "")).lower() != arn.lower():
@@ -998,19 +1003,13 @@ def _end_ab_test(
         since = datetime.fromisoformat(str(test["started_at"]))
         evidence = variant_metrics(endpoint, [LIVE, CANDIDATE], since)
         if not services.ledger.acquire_lease(pk, lease_holder.owner, lease_holder.lease_seconds):
-            if retry_when_busy:
-                raise EndpointBusyError(f"production {endpoint} is held by another deployment; retry later")
-            return refused(Refusal("production-busy", {}), arn, services.notifier)
+            return busy("held by another deployment", {})
         try:
             status = canonical_status(
                 str((services.sagemaker.describe_endpoint(endpoint) or {}).get("EndpointStatus", ""))
             )
-            if status != "IN_SERVICE" and retry_when_busy:
-                raise EndpointBusyError(f"production {endpoint} is {status or 'gone'}; retry later")
             if status != "IN_SERVICE":
-                return refused(
-                    Refusal("production-busy", {"endpoint_status": status}), arn, services.notifier
-                )
+                return busy(status or "gone", {"endpoint_status": status})
             if not services.ledger.put_if_not_older(
                 pk, "LAST_DECISION", "decided_at", kind="last-decision", **asdict(decision)
             ):
