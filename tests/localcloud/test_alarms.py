@@ -236,6 +236,8 @@ def test_set_alarm_state_puts_the_change_on_the_bus_as_an_evaluation_does(
 def test_a_metric_math_alarm_set_by_hand_shows_its_expression(
     client: Callable[[str], Any], unique: Callable[[str], str], events: EventRecorder
 ) -> None:
+    # the shape of AWS's "Metric math alarm" example (CloudWatch user guide, cloudwatch-and-eventbridge):
+    # each query with its id and returnData, an expression with its label, a metric with its metricStat
     name = unique("dead-letters")
     client("cloudwatch").put_metric_alarm(
         AlarmName=name,
